@@ -1,0 +1,3 @@
+"""monitor: a self-hosted, stream-processing news monitor."""
+
+__version__ = "0.1.0"

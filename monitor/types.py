@@ -1,0 +1,110 @@
+"""Plain typed values handed from one stage of the stream to the next (never ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class FeedForPoll:
+    """What the poll stage needs to know about a feed, read from storage."""
+
+    id: int
+    name: str
+    url: str
+    #: validators from the previous 200 answer, sent back for a conditional GET
+    etag: str | None
+    last_modified: str | None
+    interval: timedelta
+    consecutive_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A successful (2xx) HTTP answer."""
+
+    url: str
+    #: the URL after redirects; equal to ``url`` when there were none
+    final_url: str
+    status: int
+    content: bytes
+    content_type: str | None
+    etag: str | None = None
+    last_modified: str | None = None
+    #: every URL the request was redirected through, in order
+    redirects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """A 304 answer to a conditional GET: nothing to parse."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One item of a parsed feed."""
+
+    #: stable identity within its feed: guid, else canonical link, else a hash of the title
+    key: str
+    #: absolute URL of the article page, resolved against the feed URL
+    url: str | None
+    title: str
+    #: the feed's own text for the entry (content or summary) as plain text
+    summary: str
+    author: str | None
+    published: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A feed document turned into entries."""
+
+    title: str | None
+    entries: list[FeedEntry]
+    #: feedparser's complaint when the document was malformed but still usable
+    warning: str | None = None
+
+
+TextSource = Literal["page", "feed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedArticle:
+    """The readable content of an article, from its page or, failing that, from its feed entry."""
+
+    title: str
+    text: str
+    author: str | None
+    site_name: str | None
+    language: str | None
+    published: datetime | None
+    #: where ``text`` came from: the fetched page, or the feed entry when the page gave no usable body
+    source: TextSource
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleToProcess:
+    """A discovered article waiting to be fetched, extracted and matched."""
+
+    id: int
+    url: str
+    feed_name: str
+    entry: FeedEntry
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatch:
+    """Why and how strongly one article matched one topic."""
+
+    topic_id: int
+    topic_version: int
+    score: float
+    matched: list[str] = field(default_factory=list)
+    snippet: str = ""
