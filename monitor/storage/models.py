@@ -1,0 +1,176 @@
+"""The database tables. Alembic owns the schema; these models describe it and must not drift from it.
+
+Every datetime column is timezone-aware UTC (``UTCDateTime`` restores the zone SQLite drops). Long keys
+(URLs, guids) are indexed through their SHA-256, which fits any database's index limits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back as an aware UTC datetime."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: every datetime must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _text(*, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=sa.Column(sa.Text(), nullable=nullable))
+
+
+class Feed(SQLModel, table=True):
+    """A feed from feeds.yaml, with its polling state (the scheduler keeps none of its own)."""
+
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    url: str = Field(max_length=2048)
+    interval_seconds: int
+    tags: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False))
+    active: bool = True
+    title: str | None = Field(default=None, max_length=500)
+    etag: str | None = Field(default=None, max_length=500)
+    last_modified: str | None = Field(default=None, max_length=100)
+    final_url: str | None = Field(default=None, max_length=2048)
+    next_poll_at: datetime = _ts(index=True)
+    last_polled_at: datetime | None = _ts(nullable=True)
+    last_success_at: datetime | None = _ts(nullable=True)
+    last_status: int | None = None
+    consecutive_errors: int = 0
+    last_error: str | None = _text()
+    created_at: datetime = _ts()
+
+
+class Article(SQLModel, table=True):
+    """One article, keyed by its canonical URL, moving through discovered → matched (or failed)."""
+
+    __tablename__ = "articles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url_hash: str = Field(max_length=64, unique=True)
+    url: str = _text(nullable=False)
+    feed_id: int = Field(foreign_key="feeds.id", index=True)
+    state: str = Field(max_length=20, index=True)
+    attempts: int = 0
+    last_error: str | None = _text()
+    title: str = _text(nullable=False)
+    feed_summary: str = _text(nullable=False)
+    author: str | None = Field(default=None, max_length=500)
+    site_name: str | None = Field(default=None, max_length=500)
+    language: str | None = Field(default=None, max_length=20)
+    published_at: datetime | None = _ts(nullable=True)
+    page_published_at: datetime | None = _ts(nullable=True)
+    text: str | None = _text()
+    text_source: str | None = Field(default=None, max_length=10)
+    discovered_at: datetime = _ts()
+    next_attempt_at: datetime = _ts(index=True)
+    processed_at: datetime | None = _ts(nullable=True)
+
+
+class Entry(SQLModel, table=True):
+    """That a feed listed an article under some key: how new items are recognised."""
+
+    __tablename__ = "entries"
+    __table_args__ = (sa.UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feeds.id")
+    key_hash: str = Field(max_length=64)
+    key: str = _text(nullable=False)
+    article_id: int = Field(foreign_key="articles.id", index=True)
+    first_seen_at: datetime = _ts()
+
+
+class Topic(SQLModel, table=True):
+    """A watch topic: a query and the minimum score a hit needs."""
+
+    __tablename__ = "topics"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    query: str = _text(nullable=False)
+    min_score: float
+    version: int = 1
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Hit(SQLModel, table=True):
+    """One article matching one topic, with why."""
+
+    __tablename__ = "hits"
+    __table_args__ = (sa.UniqueConstraint("topic_id", "article_id", name="uq_hits_topic_article"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic_id: int = Field(foreign_key="topics.id", index=True)
+    article_id: int = Field(foreign_key="articles.id", index=True)
+    topic_version: int
+    score: float
+    matched: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False))
+    snippet: str = _text(nullable=False)
+    created_at: datetime = _ts(index=True)
+
+
+class Subscription(SQLModel, table=True):
+    """A subscription from feeds.yaml; recorded so digests know where their windows start."""
+
+    __tablename__ = "subscriptions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    created_at: datetime = _ts()
+
+
+class Digest(SQLModel, table=True):
+    """One digest of a subscription: the hits it carried and whether it was delivered."""
+
+    __tablename__ = "digests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: int = Field(foreign_key="subscriptions.id", index=True)
+    status: str = Field(max_length=20)
+    window_start: datetime = _ts()
+    window_end: datetime = _ts()
+    hit_count: int = 0
+    message_id: str | None = Field(default=None, max_length=300)
+    error: str | None = _text()
+    created_at: datetime = _ts()
+    sent_at: datetime | None = _ts(nullable=True)
+
+
+class DigestItem(SQLModel, table=True):
+    """A hit carried by a digest."""
+
+    __tablename__ = "digest_items"
+    __table_args__ = (sa.UniqueConstraint("digest_id", "hit_id", name="uq_digest_items_digest_hit"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int = Field(foreign_key="digests.id", index=True)
+    hit_id: int = Field(foreign_key="hits.id", index=True)
+
+
+metadata = SQLModel.metadata

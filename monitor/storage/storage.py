@@ -1,0 +1,579 @@
+"""The Storage boundary: every read and write the stream, the digests and the CLI make, named by intent.
+
+Each method is one transaction. Database errors come out as ``StorageError``; rows never leave this module,
+only the plain values defined here and in ``monitor.types``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from monitor.config import FeedConfig, SubscriptionConfig
+from monitor.errors import AlreadyExistsError, NotFoundError, StorageError
+from monitor.storage.models import Article, Digest, DigestItem, Entry, Feed, Hit, Subscription, Topic
+from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
+
+#: article states, in the order an article moves through them
+DISCOVERED, MATCHED, FAILED = "discovered", "matched", "failed"
+DIGEST_SENT, DIGEST_EMPTY, DIGEST_FAILED = "sent", "empty", "failed"
+#: digest outcomes after which the subscription's next window starts
+DIGEST_DONE = (DIGEST_SENT, DIGEST_EMPTY)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewArticle:
+    """A feed entry to record: the entry and the canonical URL of the article it points to."""
+
+    entry: FeedEntry
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic as the matcher needs it."""
+
+    id: int
+    name: str
+    query: str
+    min_score: float
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """A feed's polling state, for `monitor feeds list`."""
+
+    name: str
+    url: str
+    active: bool
+    title: str | None
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_status: int | None
+    consecutive_errors: int
+    last_error: str | None
+    next_poll_at: datetime
+    articles: int
+
+
+@dataclass(frozen=True, slots=True)
+class HitView:
+    """A stored hit with its article, for listing and digests."""
+
+    id: int
+    topic: str
+    url: str
+    title: str
+    source: str
+    published: datetime | None
+    score: float
+    matched: list[str]
+    snippet: str
+    text_source: str | None
+    created_at: datetime
+
+
+class Storage:
+    """All database access of monitor."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+
+    # -- feeds ---------------------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Sequence[FeedConfig], now: datetime) -> None:
+        """Make the feeds table follow feeds.yaml: add new, update changed, deactivate removed feeds."""
+        wanted = {f.name: f for f in feeds}
+        with self._session() as session:
+            existing = {f.name: f for f in session.exec(select(Feed)).all()}
+            for name, config in wanted.items():
+                row = existing.get(name)
+                interval = int(config.interval.total_seconds())
+                if row is None:
+                    session.add(
+                        Feed(
+                            name=name,
+                            url=config.url,
+                            interval_seconds=interval,
+                            tags=list(config.tags),
+                            next_poll_at=now,
+                            created_at=now,
+                        )
+                    )
+                    continue
+                if row.url != config.url:
+                    row.url, row.etag, row.last_modified, row.next_poll_at = config.url, None, None, now
+                row.interval_seconds, row.tags, row.active = interval, list(config.tags), True
+                session.add(row)
+            for name, row in existing.items():
+                if name not in wanted and row.active:
+                    row.active = False
+                    session.add(row)
+
+    def feeds_due(self, now: datetime, *, name: str | None = None) -> list[FeedForPoll]:
+        """Active feeds whose next poll time has come (or the one named, due or not)."""
+        query = select(Feed).where(col(Feed.active))
+        if name is not None:
+            query = query.where(Feed.name == name)
+        else:
+            query = query.where(col(Feed.next_poll_at) <= now).order_by(col(Feed.next_poll_at))
+        with self._session() as session:
+            rows = session.exec(query).all()
+        if name is not None and not rows:
+            raise NotFoundError("feed", name)
+        return [self._for_poll(f) for f in rows]
+
+    def all_feeds_for_poll(self) -> list[FeedForPoll]:
+        with self._session() as session:
+            rows = session.exec(select(Feed).where(col(Feed.active)).order_by(col(Feed.name))).all()
+        return [self._for_poll(f) for f in rows]
+
+    @staticmethod
+    def _for_poll(f: Feed) -> FeedForPoll:
+        return FeedForPoll(
+            id=f.id or 0,
+            name=f.name,
+            url=f.url,
+            etag=f.etag,
+            last_modified=f.last_modified,
+            interval=timedelta(seconds=f.interval_seconds),
+            consecutive_errors=f.consecutive_errors,
+        )
+
+    def next_poll_time(self) -> datetime | None:
+        with self._session() as session:
+            return session.exec(select(sa.func.min(Feed.next_poll_at)).where(col(Feed.active))).one()
+
+    def record_not_modified(
+        self, feed_id: int, *, status: int, now: datetime, next_poll_at: datetime
+    ) -> None:
+        """A 304: the feed is healthy and unchanged."""
+        with self._session() as session:
+            feed = self._feed(session, feed_id)
+            feed.last_polled_at = feed.last_success_at = now
+            feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
+            feed.next_poll_at = next_poll_at
+            session.add(feed)
+
+    def record_poll(
+        self,
+        feed_id: int,
+        *,
+        status: int,
+        title: str | None,
+        etag: str | None,
+        last_modified: str | None,
+        final_url: str,
+        articles: Sequence[NewArticle],
+        now: datetime,
+        next_poll_at: datetime,
+    ) -> int:
+        """Store a successful poll: the feed's new state and its new entries, in one transaction.
+
+        Entries already seen in this feed are skipped; an article already known through another feed or URL
+        is linked, not stored again. Returns how many entries were new to this feed.
+        """
+        with self._session() as session:
+            feed = self._feed(session, feed_id)
+            feed.title, feed.etag, feed.last_modified, feed.final_url = title, etag, last_modified, final_url
+            feed.last_polled_at = feed.last_success_at = now
+            feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
+            feed.next_poll_at = next_poll_at
+            session.add(feed)
+            new = 0
+            key_hashes = {sha256(a.entry.key): a for a in articles}
+            seen = set(
+                session.exec(
+                    select(Entry.key_hash).where(
+                        Entry.feed_id == feed_id, col(Entry.key_hash).in_(list(key_hashes))
+                    )
+                ).all()
+            )
+            for key_hash, item in key_hashes.items():
+                if key_hash in seen:
+                    continue
+                url_hash = sha256(item.url)
+                article = session.exec(select(Article).where(Article.url_hash == url_hash)).first()
+                if article is None:
+                    article = Article(
+                        url_hash=url_hash,
+                        url=item.url,
+                        feed_id=feed_id,
+                        state=DISCOVERED,
+                        title=item.entry.title,
+                        feed_summary=item.entry.summary,
+                        author=item.entry.author,
+                        published_at=item.entry.published,
+                        discovered_at=now,
+                        next_attempt_at=now,
+                    )
+                    session.add(article)
+                    session.flush()
+                session.add(
+                    Entry(
+                        feed_id=feed_id,
+                        key_hash=key_hash,
+                        key=item.entry.key,
+                        article_id=article.id or 0,
+                        first_seen_at=now,
+                    )
+                )
+                new += 1
+            return new
+
+    def record_feed_error(
+        self, feed_id: int, *, error: str, status: int | None, now: datetime, next_poll_at: datetime
+    ) -> None:
+        """A failed poll, kept on the feed until the next success."""
+        with self._session() as session:
+            feed = self._feed(session, feed_id)
+            feed.last_polled_at, feed.last_status, feed.last_error = now, status, error
+            feed.consecutive_errors += 1
+            feed.next_poll_at = next_poll_at
+            session.add(feed)
+
+    def feed_statuses(self) -> list[FeedStatus]:
+        counts = select(Article.feed_id, sa.func.count().label("n")).group_by(col(Article.feed_id)).subquery()
+        query = (
+            select(Feed, counts.c.n)
+            .outerjoin(counts, counts.c.feed_id == Feed.id)
+            .order_by(col(Feed.active).desc(), col(Feed.name))
+        )
+        with self._session() as session:
+            return [
+                FeedStatus(
+                    name=f.name,
+                    url=f.url,
+                    active=f.active,
+                    title=f.title,
+                    last_polled_at=f.last_polled_at,
+                    last_success_at=f.last_success_at,
+                    last_status=f.last_status,
+                    consecutive_errors=f.consecutive_errors,
+                    last_error=f.last_error,
+                    next_poll_at=f.next_poll_at,
+                    articles=n or 0,
+                )
+                for f, n in session.exec(query).all()
+            ]
+
+    @staticmethod
+    def _feed(session: Session, feed_id: int) -> Feed:
+        feed = session.get(Feed, feed_id)
+        if feed is None:
+            raise NotFoundError("feed", str(feed_id))
+        return feed
+
+    # -- articles ------------------------------------------------------------------------------------
+
+    def articles_to_process(
+        self, now: datetime, *, limit: int = 500, feed_id: int | None = None
+    ) -> list[ArticleToProcess]:
+        """Discovered articles due for (another) attempt, oldest first: how a crash or failure resumes."""
+        query = (
+            select(Article, Feed.name)
+            .join(Feed, col(Feed.id) == Article.feed_id)
+            .where(Article.state == DISCOVERED, col(Article.next_attempt_at) <= now)
+            .order_by(col(Article.id))
+            .limit(limit)
+        )
+        if feed_id is not None:
+            query = query.where(Article.feed_id == feed_id)
+        with self._session() as session:
+            rows = session.exec(query).all()
+        return [
+            ArticleToProcess(
+                id=a.id or 0,
+                url=a.url,
+                feed_name=feed_name,
+                attempts=a.attempts,
+                entry=FeedEntry(
+                    key=a.url,
+                    url=a.url,
+                    title=a.title,
+                    summary=a.feed_summary,
+                    author=a.author,
+                    published=a.published_at,
+                ),
+            )
+            for a, feed_name in rows
+        ]
+
+    def save_article(
+        self,
+        article_id: int,
+        *,
+        extracted: ExtractedArticle,
+        matches: Sequence[TopicMatch],
+        fetch_error: str | None,
+        now: datetime,
+    ) -> None:
+        """Store an article's content and its hits, and mark it matched, in one transaction (idempotent)."""
+        with self._session() as session:
+            article = session.get(Article, article_id)
+            if article is None:
+                raise NotFoundError("article", str(article_id))
+            article.title = extracted.title or article.title
+            article.text, article.text_source = extracted.text, extracted.source
+            article.author = extracted.author or article.author
+            article.site_name, article.language = extracted.site_name, extracted.language
+            article.page_published_at = extracted.published
+            article.published_at = article.published_at or extracted.published
+            article.state, article.last_error, article.processed_at = MATCHED, fetch_error, now
+            article.attempts += 1
+            session.add(article)
+            self._store_hits(session, article_id, matches, now)
+
+    def record_article_error(
+        self, article_id: int, *, error: str, now: datetime, retry_at: datetime | None
+    ) -> None:
+        """An article that could not be processed: retried at ``retry_at``, or failed for good when None."""
+        with self._session() as session:
+            article = session.get(Article, article_id)
+            if article is None:
+                raise NotFoundError("article", str(article_id))
+            article.attempts += 1
+            article.last_error = error
+            if retry_at is None:
+                article.state = FAILED
+            else:
+                article.next_attempt_at = retry_at
+            session.add(article)
+
+    def article_count(self) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.exec(select(Article.state, sa.func.count()).group_by(col(Article.state))).all()
+        return dict(rows)
+
+    @staticmethod
+    def _store_hits(session: Session, article_id: int, matches: Sequence[TopicMatch], now: datetime) -> None:
+        existing = {
+            h.topic_id: h for h in session.exec(select(Hit).where(Hit.article_id == article_id)).all()
+        }
+        for match in matches:
+            hit = existing.get(match.topic_id)
+            if hit is None:
+                hit = Hit(
+                    topic_id=match.topic_id,
+                    article_id=article_id,
+                    created_at=now,
+                    topic_version=match.topic_version,
+                    score=match.score,
+                    snippet=match.snippet,
+                )
+            hit.topic_version, hit.score = match.topic_version, match.score
+            hit.matched, hit.snippet = list(match.matched), match.snippet
+            session.add(hit)
+
+    # -- topics --------------------------------------------------------------------------------------
+
+    def add_topic(self, name: str, query: str, min_score: float, now: datetime) -> TopicSpec:
+        with self._session() as session:
+            if session.exec(select(Topic).where(Topic.name == name)).first() is not None:
+                raise AlreadyExistsError("topic", name)
+            topic = Topic(name=name, query=query, min_score=min_score, created_at=now, updated_at=now)
+            session.add(topic)
+            session.flush()
+            return self._topic_spec(topic)
+
+    def remove_topic(self, name: str) -> None:
+        """Delete a topic and its hits (and their places in past digests)."""
+        with self._session() as session:
+            topic = self._topic(session, name)
+            hit_ids = select(Hit.id).where(Hit.topic_id == topic.id)
+            session.execute(sa.delete(DigestItem).where(col(DigestItem.hit_id).in_(hit_ids)))
+            session.execute(sa.delete(Hit).where(col(Hit.topic_id) == topic.id))
+            session.delete(topic)
+
+    def get_topic(self, name: str) -> TopicSpec:
+        with self._session() as session:
+            return self._topic_spec(self._topic(session, name))
+
+    def topics(self) -> list[TopicSpec]:
+        with self._session() as session:
+            return [self._topic_spec(t) for t in session.exec(select(Topic).order_by(col(Topic.name))).all()]
+
+    def topic_hit_counts(self) -> dict[str, int]:
+        query = select(Topic.name, sa.func.count(col(Hit.id))).outerjoin(Hit).group_by(col(Topic.name))
+        with self._session() as session:
+            return dict(session.exec(query).all())
+
+    @staticmethod
+    def _topic(session: Session, name: str) -> Topic:
+        topic = session.exec(select(Topic).where(Topic.name == name)).first()
+        if topic is None:
+            raise NotFoundError("topic", name)
+        return topic
+
+    @staticmethod
+    def _topic_spec(t: Topic) -> TopicSpec:
+        return TopicSpec(
+            id=t.id or 0,
+            name=t.name,
+            query=t.query,
+            min_score=t.min_score,
+            version=t.version,
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+        )
+
+    # -- hits ----------------------------------------------------------------------------------------
+
+    def hits(
+        self, *, topic: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[HitView]:
+        """Stored hits, newest first."""
+        query = self._hit_query().order_by(col(Hit.created_at).desc(), col(Hit.score).desc()).limit(limit)
+        if topic is not None:
+            query = query.where(Topic.name == topic)
+        if since is not None:
+            query = query.where(col(Hit.created_at) >= since)
+        with self._session() as session:
+            if topic is not None:
+                self._topic(session, topic)
+            return [self._hit_view(*row) for row in session.exec(query).all()]
+
+    @staticmethod
+    def _hit_query() -> Any:
+        return (
+            select(Hit, Topic.name, Article, Feed.name)
+            .join(Topic, col(Topic.id) == Hit.topic_id)
+            .join(Article, col(Article.id) == Hit.article_id)
+            .join(Feed, col(Feed.id) == Article.feed_id)
+        )
+
+    @staticmethod
+    def _hit_view(hit: Hit, topic: str, article: Article, feed_name: str) -> HitView:
+        return HitView(
+            id=hit.id or 0,
+            topic=topic,
+            url=article.url,
+            title=article.title,
+            source=article.site_name or feed_name,
+            published=article.published_at,
+            score=hit.score,
+            matched=list(hit.matched),
+            snippet=hit.snippet,
+            text_source=article.text_source,
+            created_at=hit.created_at,
+        )
+
+    # -- subscriptions and digests -------------------------------------------------------------------
+
+    def sync_subscriptions(self, subscriptions: Sequence[SubscriptionConfig], now: datetime) -> None:
+        """Record subscriptions first seen now; their first digest starts from this moment."""
+        with self._session() as session:
+            known = set(session.exec(select(Subscription.name)).all())
+            for sub in subscriptions:
+                if sub.name not in known:
+                    session.add(Subscription(name=sub.name, created_at=now))
+
+    def undelivered_hits(
+        self, subscription: SubscriptionConfig, *, until: datetime
+    ) -> tuple[datetime, list[HitView]]:
+        """The hits a subscription's next digest carries, and where its window starts.
+
+        A hit is due when it is of one of the subscription's topics, scores at least its minimum, was stored
+        after the subscription began and up to ``until``, and no sent digest of this subscription carried it.
+        Selecting by "not yet delivered" rather than by time window alone means a hit committed late, or a
+        digest that failed, never loses anything; the delivered check means nothing is sent twice.
+        """
+        with self._session() as session:
+            sub = self._subscription(session, subscription.name)
+            last_end = session.exec(
+                select(sa.func.max(Digest.window_end)).where(
+                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE)
+                )
+            ).one()
+            delivered = (
+                select(DigestItem.hit_id)
+                .join(Digest, col(Digest.id) == DigestItem.digest_id)
+                .where(Digest.subscription_id == sub.id, Digest.status == DIGEST_SENT)
+            )
+            query = (
+                self._hit_query()
+                .where(
+                    col(Topic.name).in_(list(subscription.topics)),
+                    col(Hit.score) >= subscription.min_score,
+                    col(Hit.created_at) > sub.created_at,
+                    col(Hit.created_at) <= until,
+                    col(Hit.id).not_in(delivered),
+                )
+                .order_by(col(Topic.name), col(Hit.score).desc(), col(Hit.created_at))
+            )
+            hits = [self._hit_view(*row) for row in session.exec(query).all()]
+            return (last_end or sub.created_at), hits
+
+    def record_digest(
+        self,
+        subscription: str,
+        *,
+        status: str,
+        window_start: datetime,
+        window_end: datetime,
+        hit_ids: Sequence[int],
+        now: datetime,
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Record a digest attempt and the hits it carried; a ``sent`` one marks them delivered."""
+        with self._session() as session:
+            sub = self._subscription(session, subscription)
+            digest = Digest(
+                subscription_id=sub.id or 0,
+                status=status,
+                window_start=window_start,
+                window_end=window_end,
+                hit_count=len(hit_ids),
+                message_id=message_id,
+                error=error,
+                created_at=now,
+                sent_at=now if status == DIGEST_SENT else None,
+            )
+            session.add(digest)
+            session.flush()
+            session.add_all(DigestItem(digest_id=digest.id or 0, hit_id=h) for h in hit_ids)
+            return digest.id or 0
+
+    def last_digest_time(self, subscription: str) -> datetime | None:
+        """When the subscription last had a digest that needs no retry (sent, or empty)."""
+        with self._session() as session:
+            sub = self._subscription(session, subscription)
+            return session.exec(
+                select(sa.func.max(Digest.window_end)).where(
+                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE)
+                )
+            ).one()
+
+    def subscription_started(self, subscription: str) -> datetime:
+        with self._session() as session:
+            return self._subscription(session, subscription).created_at
+
+    @staticmethod
+    def _subscription(session: Session, name: str) -> Subscription:
+        sub = session.exec(select(Subscription).where(Subscription.name == name)).first()
+        if sub is None:
+            raise NotFoundError("subscription", name)
+        return sub

@@ -1,0 +1,105 @@
+"""Shared fixtures: real databases (a SQLite file, a PostgreSQL database), the corpus, a loopback site."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.loopback import LoopbackSite
+from monitor.storage import Storage, make_engine, upgrade
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+PG_ADMIN_URL = os.environ.get("MONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def corpus_path(*parts: str) -> Path:
+    """A path in ../shared/corpus; the test is skipped, saying why, when the corpus is absent."""
+    path = CORPUS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the shared corpus at {path} (../shared/corpus beside the checkout)")
+    return path
+
+
+def _pg_admin() -> sa.Engine | None:
+    engine = sa.create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with engine.connect():
+            return engine
+    except sa.exc.OperationalError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """A PostgreSQL database migrated to head, cloned for each test (fast: CREATE DATABASE ... TEMPLATE)."""
+    admin = _pg_admin()
+    if admin is None:
+        yield None
+        return
+    name = f"monitor_tpl_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = make_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tpl") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_template: str | None
+) -> Iterator[str]:
+    """A fresh database at head: a SQLite file, and a PostgreSQL database on 127.0.0.1:5432."""
+    if request.param == "sqlite":
+        path = tmp_path / "monitor.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    if pg_template is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but not reachable at {PG_ADMIN_URL}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    admin = _pg_admin()
+    assert admin is not None
+    name = f"monitor_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def storage(db_url: str) -> Iterator[Storage]:
+    engine = make_engine(db_url)
+    yield Storage(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def site() -> Iterator[LoopbackSite]:
+    with LoopbackSite() as served:
+        yield served

@@ -1,0 +1,151 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from monitor.config import FeedConfig, SubscriptionConfig
+from monitor.errors import AlreadyExistsError, NotFoundError, SchemaNotCurrentError
+from monitor.storage import NewArticle, Storage, ensure_current, make_engine, upgrade
+from monitor.storage.engine import current_revision, head_revision
+from monitor.storage.models import metadata
+from monitor.types import ExtractedArticle, FeedEntry, TopicMatch
+
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+
+def test_upgrade_empty_database_to_head_without_drift(db_url):
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # start from an empty database, not the template
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        else:
+            for table in [*reversed(metadata.sorted_tables), sa.table("alembic_version")]:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
+    with pytest.raises(SchemaNotCurrentError, match="monitor db upgrade"):
+        ensure_current(engine)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    ensure_current(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == []
+    engine.dispose()
+
+
+def test_datetimes_come_back_aware_utc(storage):
+    storage.sync_feeds([FeedConfig(name="f", url="https://example.org/rss")], NOW)
+    [feed] = storage.feeds_due(NOW)
+    assert storage.next_poll_time() == NOW and storage.next_poll_time().tzinfo is not None
+    assert feed.interval == timedelta(minutes=30)
+
+
+def test_sync_feeds_follows_the_file(storage):
+    storage.sync_feeds(
+        [
+            FeedConfig(name="a", url="https://a.example/rss"),
+            FeedConfig(name="b", url="https://b.example/rss"),
+        ],
+        NOW,
+    )
+    storage.sync_feeds([FeedConfig(name="a", url="https://a.example/new-rss", interval="2h")], NOW)
+    statuses = {f.name: f for f in storage.feed_statuses()}
+    assert statuses["a"].url == "https://a.example/new-rss" and statuses["a"].active
+    assert not statuses["b"].active
+    assert [f.name for f in storage.feeds_due(NOW)] == ["a"]
+    with pytest.raises(NotFoundError):
+        storage.feeds_due(NOW, name="nope")
+
+
+def _entry(key: str, url: str, title: str = "A title") -> NewArticle:
+    return NewArticle(
+        FeedEntry(key=key, url=url, title=title, summary="summary", author=None, published=NOW), url
+    )
+
+
+def test_entries_are_recorded_once_and_articles_shared_across_feeds(storage):
+    storage.sync_feeds(
+        [
+            FeedConfig(name="a", url="https://a.example/rss"),
+            FeedConfig(name="b", url="https://b.example/rss"),
+        ],
+        NOW,
+    )
+    a, b = storage.feeds_due(NOW)
+    poll = dict(
+        status=200, title="t", etag=None, last_modified=None, final_url="x", now=NOW, next_poll_at=NOW
+    )
+    assert (
+        storage.record_poll(
+            a.id, articles=[_entry("1", "https://x.example/1"), _entry("2", "https://x.example/2")], **poll
+        )
+        == 2
+    )
+    assert storage.record_poll(a.id, articles=[_entry("1", "https://x.example/1")], **poll) == 0
+    assert storage.record_poll(b.id, articles=[_entry("other-guid", "https://x.example/1")], **poll) == 1
+    assert storage.article_count() == {"discovered": 2}
+    assert len(storage.articles_to_process(NOW)) == 2
+
+
+def test_article_results_hits_and_digest_bookkeeping(storage):
+    storage.sync_feeds([FeedConfig(name="a", url="https://a.example/rss")], NOW)
+    [feed] = storage.feeds_due(NOW)
+    storage.record_poll(
+        feed.id,
+        status=200,
+        title=None,
+        etag=None,
+        last_modified=None,
+        final_url="x",
+        articles=[_entry("1", "https://x.example/1")],
+        now=NOW,
+        next_poll_at=NOW,
+    )
+    topic = storage.add_topic("t", "xi AND putin", 0.3, NOW)
+    with pytest.raises(AlreadyExistsError):
+        storage.add_topic("t", "x", 0.3, NOW)
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["t"])
+    storage.sync_subscriptions([sub], NOW - timedelta(days=1))
+    [item] = storage.articles_to_process(NOW)
+    extracted = ExtractedArticle(
+        title="Xi meets Putin",
+        text="body",
+        author="A",
+        site_name="Site",
+        language="en",
+        published=None,
+        source="page",
+    )
+    match = TopicMatch(topic_id=topic.id, topic_version=1, score=0.8, matched=["xi", "putin"], snippet="«Xi»")
+    for _ in range(2):  # idempotent: saving twice keeps one hit
+        storage.save_article(item.id, extracted=extracted, matches=[match], fetch_error=None, now=NOW)
+    [hit] = storage.hits()
+    assert (hit.topic, hit.title, hit.source, hit.score, hit.matched) == (
+        "t",
+        "Xi meets Putin",
+        "Site",
+        0.8,
+        ["xi", "putin"],
+    )
+    assert storage.articles_to_process(NOW) == []
+
+    start, owed = storage.undelivered_hits(sub, until=NOW)
+    assert [h.id for h in owed] == [hit.id] and start == NOW - timedelta(days=1)
+    storage.record_digest("s", status="failed", window_start=start, window_end=NOW, hit_ids=[], now=NOW)
+    assert [h.id for h in storage.undelivered_hits(sub, until=NOW)[1]] == [hit.id]
+    storage.record_digest("s", status="sent", window_start=start, window_end=NOW, hit_ids=[hit.id], now=NOW)
+    start, owed = storage.undelivered_hits(sub, until=NOW + timedelta(hours=1))
+    assert owed == [] and start == NOW
+    assert storage.last_digest_time("s") == NOW
+
+    storage.remove_topic("t")
+    assert storage.hits() == [] and storage.topics() == []
+
+
+def test_storage_errors_are_wrapped(tmp_path):
+    storage = Storage(make_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
+    from monitor.errors import StorageError
+
+    with pytest.raises(StorageError, match="no such table"):
+        storage.topics()
