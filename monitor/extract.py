@@ -1,0 +1,97 @@
+"""Article pages → readable content, with trafilatura.
+
+``extract_page`` returns ``None`` when a page has no usable body: an expected outcome (paywalls, dead links,
+non-HTML), after which the pipeline falls back to ``from_feed_entry``, the feed's own text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+
+import trafilatura
+from trafilatura.settings import Document as TrafilaturaDocument
+
+from monitor.types import ExtractedArticle, FeedEntry
+
+log = logging.getLogger(__name__)
+
+#: a page body shorter than this is not an article (a teaser, a consent wall, an error page)
+MIN_BODY_CHARS = 250
+#: a meta description at least this long is taken as the article's lead paragraph
+MIN_LEAD_CHARS = 80
+_HTML_LANG = re.compile(rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)?)", re.IGNORECASE)
+
+
+def extract_page(content: bytes, *, url: str) -> ExtractedArticle | None:
+    """Title, body, author, site, language and date of an article page, or None if it has no usable body."""
+    if b"\x00" in content[:1024]:
+        log.info("page is binary, not HTML", extra={"url": url})
+        return None
+    try:
+        document = trafilatura.bare_extraction(
+            content,
+            url=url,
+            with_metadata=True,
+            include_comments=False,
+            include_tables=False,
+            deduplicate=True,
+        )
+    except Exception as exc:  # trafilatura/lxml can fail in many ways on hostile pages; none is fatal
+        log.warning("extraction failed: %s", exc, extra={"url": url})
+        return None
+    text = (document.text or "").strip() if isinstance(document, TrafilaturaDocument) else ""
+    if len(text) < MIN_BODY_CHARS:
+        log.info("page has no usable body (%d chars)", len(text), extra={"url": url})
+        return None
+    assert isinstance(document, TrafilaturaDocument)
+    text = _with_lead(text, document.description)
+    lang = _HTML_LANG.search(content[:4096])
+    return ExtractedArticle(
+        title=_one_line(document.title or ""),
+        text=text,
+        author=_one_line(document.author or "") or None,
+        site_name=_one_line(document.sitename or "") or None,
+        language=(document.language or (lang.group(1).decode("ascii") if lang else "")).lower()[:20] or None,
+        published=_date(document.date),
+        source="page",
+    )
+
+
+def from_feed_entry(entry: FeedEntry) -> ExtractedArticle:
+    """The feed's own title and text, when the page gave nothing usable."""
+    return ExtractedArticle(
+        title=entry.title,
+        text=entry.summary,
+        author=entry.author,
+        site_name=None,
+        language=None,
+        published=None,
+        source="feed",
+    )
+
+
+def _with_lead(text: str, description: str | None) -> str:
+    """Put the standfirst back when trafilatura dropped it: news pages repeat their lead paragraph in the
+    meta description, and it often holds the one sentence that says who met whom."""
+    lead = _one_line(description or "")
+    if len(lead) < MIN_LEAD_CHARS or lead.endswith(("...", "…")):
+        return text
+    if _one_line(lead[:60]).casefold() in _one_line(text[: len(lead) * 3]).casefold():
+        return text
+    return f"{lead}\n\n{text}"
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,0 +1,132 @@
+"""Feed documents → entries, with feedparser.
+
+A "bozo" (malformed) feed that still yields entries is accepted with a warning. Each entry gets a stable key
+(guid, else canonical link, else a hash of its title) and an absolute link, resolved against the feed URL.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+import lxml.html
+from lxml.etree import ParserError
+
+from monitor.errors import FeedParseError
+from monitor.types import FeedEntry, ParsedFeed
+from monitor.urls import canonical_url
+
+MAX_TITLE_CHARS = 1000
+
+
+def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> ParsedFeed:
+    """Parse a fetched feed body; raises FeedParseError when it is not a usable feed."""
+    if not content.strip():
+        raise FeedParseError(url, "the response body is empty")
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    try:
+        document = feedparser.parse(
+            content, response_headers=headers, sanitize_html=True, resolve_relative_uris=True
+        )
+    except Exception as exc:  # feedparser raises assorted errors on hostile input; all mean "unusable"
+        raise FeedParseError(url, f"{type(exc).__name__}: {exc}") from None
+    problem = document.get("bozo_exception")
+    entries = [e for e in (_entry(raw, url) for raw in document.entries) if e is not None]
+    if document.get("bozo") and not entries and not document.feed.get("title"):
+        looks_html = b"<html" in content[:2048].lower()
+        reason = "an HTML page, not an RSS/Atom feed" if looks_html else f"{problem or 'no entries found'}"
+        raise FeedParseError(url, reason)
+    if not document.get("version") and not entries:
+        raise FeedParseError(url, "no RSS or Atom document found")
+    title = _clean_line(document.feed.get("title", "")) or None
+    return ParsedFeed(title=title, entries=entries, warning=str(problem) if problem else None)
+
+
+def _entry(raw: Any, feed_url: str) -> FeedEntry | None:
+    link = raw.get("feedburner_origlink") or raw.get("link") or _alternate_link(raw)
+    link = urljoin(feed_url, link.strip()) if link else None
+    if link and not link.startswith(("http://", "https://")):
+        link = None
+    title = _clean_line(raw.get("title", ""))[:MAX_TITLE_CHARS]
+    summary = _summary(raw)
+    if not (link or title or summary):
+        return None
+    guid = (raw.get("id") or "").strip()
+    if guid:
+        key = guid
+    elif link:
+        key = canonical_url(link)
+    else:
+        key = "title:" + hashlib.sha256((title or summary).encode()).hexdigest()
+    return FeedEntry(
+        key=key,
+        url=link,
+        title=title or _first_words(summary),
+        summary=summary,
+        author=_clean_line(raw.get("author", "")) or None,
+        published=_published(raw),
+    )
+
+
+def _alternate_link(raw: Any) -> str | None:
+    for link in raw.get("links", []):
+        if link.get("rel", "alternate") == "alternate" and link.get("href"):
+            return str(link["href"])
+    return None
+
+
+def _summary(raw: Any) -> str:
+    """The entry's own text: the longest of its content and summary, as plain text."""
+    candidates = [c.get("value", "") for c in raw.get("content", [])] + [raw.get("summary", "")]
+    texts = [html_to_text(c) for c in candidates if c]
+    return max(texts, key=len, default="")
+
+
+def _published(raw: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value: time.struct_time | None = raw.get(key)
+        if value:
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (OverflowError, ValueError, OSError):
+                continue
+    return None
+
+
+_BLOCK_TAGS = re.compile(r"(?i)<\s*(br|/p|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>")
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment, paragraphs kept as blank-line-separated blocks."""
+    if "<" not in fragment:
+        return _clean_block(html.unescape(fragment))
+    try:
+        root = lxml.html.fromstring(_BLOCK_TAGS.sub(lambda m: m.group(0) + "\n\n", fragment))
+    except (ParserError, ValueError):
+        return _clean_block(html.unescape(re.sub(r"<[^>]+>", " ", fragment)))
+    for bad in root.xpath("//script|//style"):
+        bad.drop_tree()
+    return _clean_block(root.text_content())
+
+
+def _clean_block(text: str) -> str:
+    paragraphs = (re.sub(r"\s+", " ", p).strip() for p in re.split(r"\n\s*\n", text))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def _clean_line(text: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(text)).strip()
+
+
+def _first_words(text: str, n: int = 12) -> str:
+    words = text.split()
+    return " ".join(words[:n]) + (" …" if len(words) > n else "")
