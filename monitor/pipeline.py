@@ -1,0 +1,227 @@
+"""The orchestrator: the stream, stage by stage.
+
+    due feeds ─► poll (conditional GET) ─► parse ─► record new entries
+              ─► fetch page ─► extract (or feed text) ─► match ─► store article and hits
+
+Feeds and articles are handled independently: one failing feed or page is recorded where it belongs and the
+rest go on. Every stage is keyed by the canonical article URL and every write is one transaction, so a crash
+anywhere is recovered by running again: discovered articles are picked up where they were left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from monitor.errors import FeedParseError, FetchError, HTTPStatusError, MonitorError
+from monitor.extract import extract_page, from_feed_entry
+from monitor.feeds import parse_feed
+from monitor.fetch import Fetcher
+from monitor.match import TopicMatcher
+from monitor.storage import NewArticle, Storage
+from monitor.types import ArticleToProcess, FeedForPoll, NotModified
+from monitor.urls import canonical_url
+
+log = logging.getLogger(__name__)
+
+#: the longest a failing feed waits between attempts; it is never given up
+MAX_BACKOFF = timedelta(hours=24)
+#: an article that fails for an unexpected reason is retried this often before it is marked failed
+MAX_ARTICLE_ATTEMPTS = 5
+ARTICLE_BATCH = 200
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+#: called as (stage, done, total) while a run goes on; for progress bars
+Progress = Callable[[str, int, int], None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll of one feed did."""
+
+    feed: str
+    #: "updated", "not_modified" or "error"
+    status: str
+    new_entries: int = 0
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What one pass of the stream did."""
+
+    polls: list[PollOutcome] = field(default_factory=list)
+    articles: int = 0
+    from_feed: int = 0
+    hits: int = 0
+
+    @property
+    def failed_feeds(self) -> list[PollOutcome]:
+        return [p for p in self.polls if p.status == "error"]
+
+
+class Pipeline:
+    """Runs the stream over the feeds that are due, then over every article waiting to be processed."""
+
+    def __init__(self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now) -> None:
+        self.storage, self.fetcher, self.clock = storage, fetcher, clock
+        self._matcher: TopicMatcher | None = None
+
+    async def run_once(
+        self, *, feed: str | None = None, all_feeds: bool = False, progress: Progress | None = None
+    ) -> RunReport:
+        """Poll due feeds (or one named feed, or all), then process every discovered article."""
+        now = self.clock()
+        if feed is not None:
+            feeds = self.storage.feeds_due(now, name=feed)
+        elif all_feeds:
+            feeds = self.storage.all_feeds_for_poll()
+        else:
+            feeds = self.storage.feeds_due(now)
+        report = RunReport()
+        report.polls = await self._gather("poll", [self.poll_feed(f) for f in feeds], progress)
+        await self.process_articles(report, progress=progress, feed_id=feeds[0].id if feed else None)
+        return report
+
+    async def poll_feed(self, feed: FeedForPoll) -> PollOutcome:
+        """Fetch and parse one feed and record its new entries; failures are recorded on the feed."""
+        now = self.clock()
+        try:
+            result = await self.fetcher.fetch_feed(feed.url, etag=feed.etag, last_modified=feed.last_modified)
+            if isinstance(result, NotModified):
+                self.storage.record_not_modified(
+                    feed.id, status=304, now=now, next_poll_at=self._next_poll(feed, now)
+                )
+                log.info("feed not modified", extra={"feed": feed.name, "status": 304})
+                return PollOutcome(feed.name, "not_modified")
+            parsed = parse_feed(result.content, url=result.final_url, content_type=result.content_type)
+        except (FetchError, FeedParseError) as exc:
+            return self._feed_failed(feed, exc, now)
+        articles = [
+            NewArticle(entry=e, url=_article_url(e.url, result.final_url, e.key)) for e in parsed.entries
+        ]
+        new = self.storage.record_poll(
+            feed.id,
+            status=result.status,
+            title=parsed.title,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            final_url=result.final_url,
+            articles=articles,
+            now=now,
+            next_poll_at=self._next_poll(feed, now),
+        )
+        if parsed.warning:
+            log.info("feed is malformed but usable: %s", parsed.warning, extra={"feed": feed.name})
+        log.info("feed polled", extra={"feed": feed.name, "status": result.status, "new": new})
+        return PollOutcome(feed.name, "updated", new_entries=new, warning=parsed.warning)
+
+    async def process_articles(
+        self, report: RunReport, *, progress: Progress | None = None, feed_id: int | None = None
+    ) -> None:
+        """Fetch, extract, match and store every discovered article that is due, in batches."""
+        matcher = self._current_matcher()
+        while batch := self.storage.articles_to_process(self.clock(), limit=ARTICLE_BATCH, feed_id=feed_id):
+            results = await self._gather(
+                "articles", [self.process_article(a, matcher) for a in batch], progress
+            )
+            for hits, source in results:
+                report.articles += 1
+                report.hits += hits
+                report.from_feed += source == "feed"
+
+    async def process_article(self, item: ArticleToProcess, matcher: TopicMatcher) -> tuple[int, str]:
+        """One article: fetch → extract (or feed text) → match → store; returns (hits, text source)."""
+        now = self.clock()
+        fetch_error = None
+        extracted = None
+        try:
+            if _has_page(item.url):
+                page = await self.fetcher.fetch_page(item.url)
+                extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
+                if extracted is None:
+                    fetch_error = "page has no usable article body"
+        except FetchError as exc:
+            fetch_error = str(exc)
+            log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
+        try:
+            extracted = extracted or from_feed_entry(item.entry)
+            matches = matcher.match(extracted, site=urlsplit(item.url).hostname, feed=item.feed_name)
+            self.storage.save_article(
+                item.id, extracted=extracted, matches=matches, fetch_error=fetch_error, now=now
+            )
+        except MonitorError as exc:
+            retry = (
+                None
+                if item.attempts + 1 >= MAX_ARTICLE_ATTEMPTS
+                else now + timedelta(minutes=5 * 2**item.attempts)
+            )
+            self.storage.record_article_error(item.id, error=str(exc), now=now, retry_at=retry)
+            log.error("article failed: %s", exc, extra={"url": item.url})
+            return 0, "error"
+        for match in matches:
+            log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})
+        return len(matches), extracted.source
+
+    def _current_matcher(self) -> TopicMatcher:
+        """The compiled topics, recompiled only when a topic was added, removed or changed."""
+        topics = self.storage.topics()
+        signature = tuple((t.id, t.version, t.min_score) for t in topics)
+        if self._matcher is None or self._matcher.signature != signature:
+            self._matcher = TopicMatcher(topics)
+        return self._matcher
+
+    def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
+        """Record the error on the feed; back off exponentially (honouring Retry-After), never give up."""
+        status = exc.status if isinstance(exc, HTTPStatusError) else None
+        delay = min(MAX_BACKOFF, feed.interval * 2 ** min(feed.consecutive_errors, 10))
+        if isinstance(exc, HTTPStatusError) and exc.retry_after:
+            delay = max(delay, min(MAX_BACKOFF, timedelta(seconds=exc.retry_after)))
+        self.storage.record_feed_error(
+            feed.id, error=str(exc), status=status, now=now, next_poll_at=now + delay
+        )
+        log.warning("feed failed: %s", exc, extra={"feed": feed.name, "status": status})
+        return PollOutcome(feed.name, "error", error=str(exc))
+
+    @staticmethod
+    def _next_poll(feed: FeedForPoll, now: datetime) -> datetime:
+        return now + feed.interval
+
+    @staticmethod
+    async def _gather(stage: str, jobs: list[Coroutine[Any, Any, T]], progress: Progress | None) -> list[T]:
+        """Run jobs concurrently (the fetcher bounds the network work), reporting each completion."""
+        done = 0
+
+        async def tracked(job: Coroutine[Any, Any, T]) -> T:
+            nonlocal done
+            result = await job
+            done += 1
+            if progress is not None:
+                progress(stage, done, len(jobs))
+            return result
+
+        return list(await asyncio.gather(*(tracked(job) for job in jobs)))
+
+
+def _article_url(link: str | None, feed_url: str, key: str) -> str:
+    """The article's canonical URL; an entry without a link gets a stable pseudo-URL under its feed."""
+    if link:
+        return canonical_url(link)
+    return f"{canonical_url(feed_url)}#entry-{sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _has_page(url: str) -> bool:
+    """Canonical URLs carry no fragment; one that does is the pseudo-URL of an entry without a page."""
+    return "#entry-" not in url

@@ -1,0 +1,221 @@
+"""The stream end to end on real feeds and pages from ../shared/corpus, served on loopback."""
+
+import asyncio
+import ipaddress
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from xml.sax.saxutils import escape
+
+import pytest
+from conftest import corpus_path
+
+from monitor.config import FeedConfig, NetworkConfig
+from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
+from monitor.fetch import Fetcher
+from monitor.pipeline import Pipeline
+
+LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
+
+
+class Clock:
+    """An injected clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def run(storage, clock, **kwargs):
+    async def go():
+        async with Fetcher(LOOPBACK) as fetcher:
+            return await Pipeline(storage, fetcher, clock=clock).run_once(**kwargs)
+
+    return asyncio.run(go())
+
+
+def test_wsj_replay_stores_exactly_the_new_items_and_honours_304(storage, site):
+    polls = sorted(corpus_path("feeds", "timeseries", "wsj_world").glob("*.xml"))
+    assert len(polls) == 56
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="wsj", url=site.url("/wsj.xml"))], clock.now)
+    storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, clock.now)
+    seen: set[str] = set()
+    for number, path in enumerate(polls):
+        # the archive.is links lead nowhere here: point them at loopback paths that answer 404
+        body = path.read_bytes().replace(
+            b"https://archive.is/newest/https://www.wsj.com/", site.base_url.encode() + b"/gone/"
+        )
+        site.put("/wsj.xml", body, "application/rss+xml")
+        guids = set(re.findall(r"<guid[^>]*>([^<]+)</guid>", body.decode()))
+        clock.now += timedelta(hours=4)
+        report = run(storage, clock, feed="wsj")
+        [outcome] = report.polls
+        if number and body == polls[number - 1].read_bytes().replace(
+            b"https://archive.is/newest/https://www.wsj.com/", site.base_url.encode() + b"/gone/"
+        ):
+            assert outcome.status == "not_modified"
+        else:
+            assert outcome.status == "updated", outcome.error
+        assert outcome.new_entries == len(guids - seen), path.name
+        assert report.articles == len(guids - seen)
+        seen |= guids
+        clock.now += timedelta(minutes=30)
+        again = run(storage, clock, feed="wsj")
+        assert [p.status for p in again.polls] == ["not_modified"] and again.articles == 0
+        assert site.requests[-1][1].get("if-none-match")  # the 304 came from a conditional GET
+
+    [status] = storage.feed_statuses()
+    assert status.articles == len(seen) > 100 and status.consecutive_errors == 0
+    assert storage.article_count() == {"matched": len(seen)}
+    hits = storage.hits()
+    assert all(h.text_source == "feed" for h in hits)  # every page was a 404: matched on the feed's text
+    titles = {h.title for h in hits}
+    assert "Kim and Putin to Join Xi in Show of Unity at Beijing Military Parade" in titles
+    assert all(re.search(r"\bXi\b", h.title + h.snippet) and "Putin" in h.title + h.snippet for h in hits)
+
+
+def _kremlin_site(site):
+    """The captured Kremlin feed and its pages, plus a generated feed of the Xi–Putin and near-miss pages."""
+    root = corpus_path("articles", "kremlin")
+    truth = json.loads((root / "ground-truth.json").read_text())
+    for page in (root / "html").glob("*.html"):
+        site.put(f"/events/president/news/{page.stem}", page.read_bytes(), "text/html; charset=utf-8")
+    feed = corpus_path("feeds", "news", "kremlin", "kremlin_president_news_feed.atom").read_bytes()
+    site.put(
+        "/kremlin.atom", feed.replace(b"http://en.kremlin.ru", site.base_url.encode()), "application/atom+xml"
+    )
+    items = "".join(
+        f"<item><title>{escape(t['title'])}</title><link>{site.base_url}/events/president/news/{pid}</link>"
+        f"<guid>kremlin-{pid}</guid><pubDate>{t['date']}</pubDate><description>{escape(t['title'])}</description>"
+        "</item>"
+        for pid, t in truth.items()
+        if t["roles"] != ["in_feed"]
+    )
+    site.put(
+        "/selection.rss",
+        f"<?xml version='1.0'?><rss version='2.0'><channel><title>Selection</title>{items}</channel></rss>",
+        "application/rss+xml",
+    )
+    return truth
+
+
+def test_kremlin_pages_are_extracted_and_matched(storage, site):
+    truth = _kremlin_site(site)
+    clock = Clock()
+    storage.sync_feeds(
+        [
+            FeedConfig(name="kremlin", url=site.url("/kremlin.atom")),
+            FeedConfig(name="selection", url=site.url("/selection.rss")),
+        ],
+        clock.now,
+    )
+    storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, clock.now)
+    report = run(storage, clock, all_feeds=True)
+    assert [p.status for p in report.polls] == ["updated", "updated"]
+    assert report.articles == 42 and report.from_feed == 0
+
+    hits = {h.url.rsplit("/", 1)[1]: h for h in storage.hits()}
+    about_them = {pid for pid, t in truth.items() if t["roles"] == ["xi_putin"]}
+    assert set(hits) == about_them, {pid: truth[pid]["title"] for pid in set(hits) ^ about_them}
+    for pid, hit in hits.items():
+        assert hit.title == truth[pid]["title"]
+        assert hit.source == "President of Russia"
+        assert "«" in hit.snippet and hit.matched
+    # the extracted bodies are the pages' text, not their navigation
+    talks = hits["17725"]
+    assert talks.published is not None and talks.published.year == 2013
+
+
+def test_a_crash_before_processing_is_resumed(storage, site):
+    """Entries recorded by a poll whose process died are processed by the next run, once."""
+    _kremlin_site(site)
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/kremlin.atom"))], clock.now)
+
+    async def poll_only():
+        async with Fetcher(LOOPBACK) as fetcher:
+            pipeline = Pipeline(storage, fetcher, clock=clock)
+            [feed] = storage.feeds_due(clock.now)
+            return await pipeline.poll_feed(feed)
+
+    assert asyncio.run(poll_only()).new_entries == 20  # ... and the process "dies" here
+    assert storage.article_count() == {"discovered": 20}
+    report = run(storage, clock)  # not due yet: no poll, but the waiting articles are processed
+    assert report.polls == [] and report.articles == 20
+    assert storage.article_count() == {"matched": 20}
+    assert run(storage, clock).articles == 0
+
+
+def _served_corpus_feeds(site):
+    """Every file in corpus/feeds/, served with the HTTP headers its test comment asks for."""
+    root = corpus_path("feeds")
+    feeds = []
+    for number, path in enumerate(sorted(p for p in root.rglob("*") if p.is_file())):
+        body = path.read_bytes()
+        header = re.search(rb"Header:\s*Content-type:\s*([^\r\n]+)", body[:2000], re.IGNORECASE)
+        content_type = header.group(1).decode().strip() if header else "application/xml"
+        url = site.put(f"/feeds/{number}", body, content_type)
+        feeds.append((FeedConfig(name=f"f{number}", url=url), path.relative_to(root)))
+    return feeds
+
+
+def test_every_corpus_feed_goes_through_the_poll_stage(storage, site):
+    feeds = _served_corpus_feeds(site)
+    clock = Clock()
+    storage.sync_feeds([f for f, _ in feeds], clock.now)
+    names = {f.name: path for f, path in feeds}
+
+    async def poll_all():
+        async with Fetcher(LOOPBACK) as fetcher:
+            pipeline = Pipeline(storage, fetcher, clock=clock)
+            return await asyncio.gather(*(pipeline.poll_feed(f) for f in storage.feeds_due(clock.now)))
+
+    outcomes = asyncio.run(poll_all())
+    assert len(outcomes) == len(feeds) > 300
+    failed = {names[o.feed]: o.error for o in outcomes if o.status == "error"}
+    for path, error in failed.items():
+        assert error and "not a usable feed" in error, (path, error)
+    assert len(failed) < 0.05 * len(feeds), failed
+    statuses = {s.name: s for s in storage.feed_statuses()}
+    for outcome in outcomes:
+        status = statuses[outcome.feed]
+        assert (status.consecutive_errors == 1) == (outcome.status == "error")
+        assert status.last_error == outcome.error
+    news = [o for o in outcomes if str(names[o.feed]).startswith("news/")]
+    assert all(o.status == "updated" and o.new_entries > 0 for o in news), news
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\x00\x01\x02binary\xff\xfe" * 100,
+        b"<html><body>Hi</body></html>",
+        b"<rss><channel><item><title>unclosed",
+    ],
+)
+def test_an_unusable_feed_fails_alone(storage, site, body):
+    clock = Clock()
+    bad = site.put("/bad.xml", body, "application/xml")
+    good = site.put("/good.xml", corpus_path("feeds", "news", "rss-parser", "guardian.rss").read_bytes())
+    storage.sync_feeds([FeedConfig(name="bad", url=bad), FeedConfig(name="good", url=good)], clock.now)
+
+    async def poll_all():
+        async with Fetcher(LOOPBACK) as fetcher:
+            pipeline = Pipeline(storage, fetcher, clock=clock)
+            return {
+                o.feed: o
+                for o in await asyncio.gather(*(pipeline.poll_feed(f) for f in storage.feeds_due(clock.now)))
+            }
+
+    outcomes = asyncio.run(poll_all())
+    assert outcomes["good"].status == "updated" and outcomes["good"].new_entries == 55
+    if outcomes["bad"].status == "error":
+        assert bad in outcomes["bad"].error
+        [feed] = [s for s in storage.feed_statuses() if s.name == "bad"]
+        assert feed.next_poll_at > clock.now and feed.consecutive_errors == 1
+    else:  # a bozo document that still yields entries is accepted
+        assert outcomes["bad"].warning
