@@ -1,0 +1,153 @@
+"""The daemon: APScheduler wiring only. Scheduling state lives in the database; the jobs just ask it.
+
+Two periodic jobs: a tick that runs the stream over whatever feeds are due, and a digest check that sends
+each subscription's digest once its local time has come and no digest was done since. Deciding "due" from
+the database, rather than with cron triggers, makes a digest missed while the daemon was down go out at
+start, and keeps daylight-saving changes from skipping or doubling one (APScheduler 3.11's CronTrigger
+fires twice in the repeated hour of a fall-back day). SIGTERM/SIGINT let the running job finish, then stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.config import MonitorConfig, Settings, SubscriptionConfig
+from monitor.digest import deliver_digest
+from monitor.errors import MonitorError
+from monitor.pipeline import Clock, Pipeline, utc_now
+from monitor.storage import Storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_SECONDS = 30
+DIGEST_CHECK_SECONDS = 30
+DIGEST_RETRY_FIRST = timedelta(minutes=2)
+DIGEST_RETRY_MAX = timedelta(hours=1)
+
+
+def last_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
+    """The most recent moment, at or before ``now``, at which the subscription's daily digest was due.
+
+    Wall-clock times are resolved by zoneinfo: a time repeated on a fall-back day means its first occurrence,
+    a time skipped on a spring-forward day means the same offset as before the change (an hour later).
+    """
+    local = now.astimezone(subscription.zone)
+    due = datetime.combine(local.date(), subscription.time, tzinfo=subscription.zone)
+    if due > local:
+        due = datetime.combine(local.date() - timedelta(days=1), subscription.time, tzinfo=subscription.zone)
+    return due.astimezone(now.tzinfo)
+
+
+class Daemon:
+    """Runs the stream on a tick and the digests when due, until stopped."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        storage: Storage,
+        config: MonitorConfig,
+        settings: Settings,
+        *,
+        tick_seconds: float = DEFAULT_TICK_SECONDS,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.pipeline, self.storage, self.config, self.settings = pipeline, storage, config, settings
+        self.tick_seconds, self.clock = tick_seconds, clock
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._busy = asyncio.Lock()
+        #: after a failed delivery: (failures so far, not before)
+        self._retry: dict[str, tuple[int, datetime]] = {}
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.storage.sync_subscriptions(self.config.subscriptions, self.clock())
+        self.scheduler.add_job(
+            self.send_due_digests,
+            IntervalTrigger(seconds=DIGEST_CHECK_SECONDS),
+            id="digests",
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.add_job(
+            self.tick,
+            IntervalTrigger(seconds=self.tick_seconds),
+            id="tick",
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        log.warning(
+            "monitor running: %d feeds, %d subscriptions",
+            len(self.config.feeds),
+            len(self.config.subscriptions),
+        )
+        try:
+            await stop.wait()
+        finally:
+            self.scheduler.shutdown(wait=False)
+            async with self._busy:  # let a running pass or delivery finish its transaction
+                log.warning("monitor stopped")
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def tick(self) -> None:
+        """One pass of the stream over the due feeds; a failure is logged and the next tick retries."""
+        async with self._busy:
+            try:
+                report = await self.pipeline.run_once()
+            except MonitorError as exc:
+                log.error("stream pass failed: %s", exc)
+                return
+            if report.polls or report.articles:
+                log.info(
+                    "stream pass: %d feeds polled, %d articles, %d hits",
+                    len(report.polls),
+                    report.articles,
+                    report.hits,
+                )
+
+    def due_subscriptions(self, now: datetime) -> list[SubscriptionConfig]:
+        """Subscriptions whose digest time has passed with no digest done since (and not backing off)."""
+        due = []
+        for sub in self.config.subscriptions:
+            scheduled = last_scheduled(sub, now)
+            if self.storage.subscription_started(sub.name) >= scheduled:
+                continue
+            done = self.storage.last_digest_time(sub.name)
+            retry = self._retry.get(sub.name)
+            if (done is None or done < scheduled) and (retry is None or retry[1] <= now):
+                due.append(sub)
+        return due
+
+    async def send_due_digests(self) -> None:
+        """Deliver every due digest; a failure is retried with backoff, its hits staying undelivered."""
+        async with self._busy:
+            for sub in self.due_subscriptions(self.clock()):
+                now = self.clock()
+                try:
+                    result = await asyncio.to_thread(
+                        deliver_digest, self.storage, sub, self.settings, now=now
+                    )
+                except MonitorError as exc:
+                    failures = self._retry.get(sub.name, (0, now))[0] + 1
+                    delay = min(DIGEST_RETRY_MAX, DIGEST_RETRY_FIRST * 2 ** (failures - 1))
+                    self._retry[sub.name] = (failures, now + delay)
+                    log.error(
+                        "digest failed, retrying in %s: %s", delay, exc, extra={"subscription": sub.name}
+                    )
+                    continue
+                self._retry.pop(sub.name, None)
+                log.info(
+                    "digest %s", result.status, extra={"subscription": sub.name, "hits": result.digest.count}
+                )

@@ -1,0 +1,127 @@
+"""The daemon: schedules in local time across DST, missed digests, a real process stopped by SIGTERM."""
+
+import asyncio
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitor.config import FeedConfig, MonitorConfig, NetworkConfig, Settings, SubscriptionConfig
+from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
+from monitor.fetch import Fetcher
+from monitor.pipeline import Pipeline
+from monitor.scheduler import Daemon, last_scheduled
+from monitor.storage import Storage, make_engine
+
+
+@pytest.mark.parametrize(
+    ("zone", "dst_change"),
+    [
+        ("Europe/Berlin", datetime(2026, 3, 29, tzinfo=UTC)),
+        ("Europe/Berlin", datetime(2026, 10, 25, tzinfo=UTC)),
+        ("America/New_York", datetime(2026, 3, 8, tzinfo=UTC)),
+        ("America/New_York", datetime(2026, 11, 1, tzinfo=UTC)),
+    ],
+)
+@pytest.mark.parametrize("at", ["07:00", "02:30"])
+def test_one_digest_a_day_across_daylight_saving_changes(zone, dst_change, at):
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["t"], time=at, timezone=zone)
+    start = dst_change - timedelta(days=3)
+    due_times = {last_scheduled(sub, start + timedelta(minutes=15 * i)) for i in range(4 * 24 * 6)}
+    local_days = sorted(d.astimezone(sub.zone).date() for d in due_times)
+    assert len(local_days) == len(set(local_days)) == 7  # exactly one due time per local day, none skipped
+    for due in due_times:
+        local = due.astimezone(sub.zone)
+        assert local.strftime("%H:%M") in (at, "03:30")  # 02:30 does not exist on a spring-forward day
+
+
+def test_the_daemon_sends_one_digest_a_day_across_dst(storage):
+    """Drive the daemon's digest decision with an injected clock through a fall-back night."""
+    sub = SubscriptionConfig(
+        name="s", recipients=["a@example.org"], topics=["t"], time="02:30", timezone="Europe/Berlin"
+    )
+    start = datetime(2026, 10, 22, tzinfo=UTC)
+    storage.sync_subscriptions([sub], start)
+    config = MonitorConfig(subscriptions=[sub])
+    daemon = Daemon(None, storage, config, Settings())  # type: ignore[arg-type]
+    sent = []
+    for step in range(6 * 24 * 4):
+        now = start + timedelta(minutes=15 * step)
+        if daemon.due_subscriptions(now):
+            storage.record_digest("s", status="sent", window_start=now, window_end=now, hit_ids=[], now=now)
+            sent.append(now.astimezone(sub.zone))
+    assert [d.strftime("%d %H:%M") for d in sent] == [f"{day} 02:30" for day in range(22, 28)]
+
+
+def test_a_digest_missed_while_down_is_sent_at_start(storage, site, smtp):
+    sink, port = smtp
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    now = datetime.now(UTC)
+    sub = SubscriptionConfig(
+        name="morning",
+        recipients=["a@example.org"],
+        topics=["xi-putin"],
+        time=(now - timedelta(hours=1)).astimezone(UTC).strftime("%H:%M"),
+        timezone="UTC",
+    )
+    config = MonitorConfig(
+        feeds=[FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml"))],
+        subscriptions=[sub],
+        network=NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")]),
+    )
+    storage.sync_feeds(config.feeds, now - timedelta(days=2))
+    storage.sync_subscriptions(config.subscriptions, now - timedelta(days=2))
+    storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, now - timedelta(days=2))
+    settings = Settings(
+        smtp_host="127.0.0.1", smtp_port=port, smtp_sender="m@example.org", smtp_security="none"
+    )
+
+    async def run_daemon_briefly():
+        async with Fetcher(config.network) as fetcher:
+            pipeline = Pipeline(storage, fetcher)
+            await pipeline.run_once()  # hits stored by an earlier run that then went down before 07:00
+            stop = asyncio.Event()
+            daemon = Daemon(pipeline, storage, config, settings, tick_seconds=3600)
+            asyncio.get_running_loop().call_later(1.0, stop.set)
+            await daemon.run(stop)
+
+    asyncio.run(run_daemon_briefly())
+    assert len(sink.messages) == 1 and b"Xi and Putin" in sink.messages[0]
+    asyncio.run(run_daemon_briefly())  # restarting again sends nothing more
+    assert len(sink.messages) == 1
+
+
+def test_monitor_run_polls_and_stops_on_sigterm(db_url, site, tmp_path):
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - name: harbourpost\n    url: {site.url('/harbourpost/atom.xml')}\n"
+        "network:\n  allow_private: [127.0.0.0/8]\n"
+    )
+    storage = Storage(make_engine(db_url))
+    storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, datetime.now(UTC))
+    env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_CONFIG": str(config)}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "-v", "run", "--tick", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(storage.hits()) < 2 and time.monotonic() < deadline and daemon.poll() is None:
+            time.sleep(0.2)
+        assert len(storage.hits()) == 2
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    assert "monitor running" in stderr and "monitor stopped" in stderr
+    assert "Traceback" not in stderr
+    storage.engine.dispose()
