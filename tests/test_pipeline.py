@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from xml.sax.saxutils import escape
 
 import pytest
-from conftest import corpus_path
 
 from monitor.config import FeedConfig, NetworkConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
 from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline
+
+from conftest import corpus_path
 
 LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
 

@@ -1,0 +1,190 @@
+"""The command line, run as a user runs it, on temporary databases and a loopback site."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.demo import DEMO_QUERY, PLACEHOLDER, SITE
+
+from conftest import corpus_path
+
+CONFIG = """\
+feeds:
+  - name: eastwire
+    url: {base}/eastwire/feed.xml
+  - name: harbourpost
+    url: {base}/harbourpost/atom.xml
+subscriptions:
+  - name: morning
+    recipients: [me@example.org]
+    topics: [xi-putin, not-yet-added]
+    time: "07:00"
+    timezone: Europe/Berlin
+network:
+  allow_private: [127.0.0.0/8]
+"""
+
+
+@pytest.fixture
+def cli(db_url, site, tmp_path, monkeypatch):
+    """Invoke `monitor ...` with a fresh database and a feeds.yaml of the demo outlets on loopback."""
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    config = tmp_path / "feeds.yaml"
+    config.write_text(CONFIG.format(base=site.base_url))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return runner.invoke(
+            app,
+            list(args),
+            env={
+                "MONITOR_DATABASE_URL": db_url,
+                "MONITOR_CONFIG": str(config),
+                "COLUMNS": "200",
+                **(env or {}),
+            },
+        )
+
+    return invoke
+
+
+def test_every_command_has_help_with_an_example():
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield path, command
+
+    commands = list(walk(get_command(app), []))
+    assert {" ".join(path) for path, _ in commands} >= {
+        "demo",
+        "run",
+        "poll",
+        "db upgrade",
+        "db current",
+        "feeds list",
+        "topics add",
+        "topics list",
+        "topics show",
+        "topics remove",
+        "topics test",
+        "hits list",
+        "digest preview",
+        "digest send",
+    }
+    for path, command in commands:
+        assert command.help and "Example: monitor" in command.help, path
+
+
+def test_a_user_session(cli, tmp_path):
+    assert cli("db", "current").output.startswith("0001 (head)")
+
+    bad = cli("topics", "add", "broken", '"xi jinping AND putin')
+    assert bad.exit_code == 1 and "column 1" in bad.output and "Traceback" not in bad.output
+    added = cli("topics", "add", "xi-putin", DEMO_QUERY, "--min-score", "0.4")
+    assert added.exit_code == 0, added.output
+    assert cli("topics", "add", "xi-putin", "xi").exit_code == 1
+
+    polled = cli("poll")
+    assert polled.exit_code == 0, polled.output
+    assert "2 feeds polled (2 updated" in polled.output and "3 hits" in polled.output
+    assert "warning: subscription 'morning' names topic 'not-yet-added'" in polled.output  # not an error
+
+    feeds = json.loads(cli("feeds", "list", "--json").stdout)
+    assert {f["name"] for f in feeds} == {"eastwire", "harbourpost"}
+    assert all(f["last_error"] is None and f["articles"] == 5 for f in feeds)
+
+    hits = json.loads(cli("hits", "list", "--json", "--since", "1h").stdout)
+    assert len(hits) == 3
+    for hit in hits:
+        assert {"topic", "url", "title", "source", "published", "score", "matched"} <= set(hit)
+        assert hit["topic"] == "xi-putin" and hit["published"].endswith("Z") and hit["matched"]
+    assert json.loads(cli("hits", "list", "--json", "--topic", "xi-putin").stdout) == hits
+    assert cli("hits", "list", "--topic", "nope").exit_code == 1
+
+    topics = json.loads(cli("topics", "list", "--json").stdout)
+    assert [(t["name"], t["hits"]) for t in topics] == [("xi-putin", 3)]
+    shown = cli("topics", "show", "xi-putin")
+    assert "Xi and Putin" in shown.output and "terms:" in shown.output
+
+    again = cli("poll", "--feed", "eastwire")
+    assert "1 feeds polled (0 updated, 1 not modified" in again.output
+
+    preview = cli("digest", "preview", "--out", str(tmp_path / "d.html"))
+    assert preview.exit_code == 0 and "3 hits in 1 topic" in preview.output
+    assert "Putin" in (tmp_path / "d.html").read_text()
+    dry = cli("digest", "send", "--dry-run")
+    assert dry.exit_code == 0 and "morning: dry-run" in dry.output
+
+    removed = cli("topics", "remove", "xi-putin")
+    assert removed.exit_code == 0 and cli("hits", "list", "--json").stdout.strip() == "[]"
+
+
+def test_topics_test_on_text_file_and_url(cli, site):
+    query = '"xi jinping" AND putin*'
+    yes = cli("topics", "test", query, "--text", "Vladimir Putin met Xi Jinping in Beijing.")
+    assert yes.exit_code == 0 and "match" in yes.output and '"xi jinping"' in yes.output
+    no = cli("topics", "test", query, "--text", "Putin visited Xi'an.")
+    assert no.exit_code == 1 and "no match" in no.output
+    page = corpus_path("articles", "kremlin", "html", "63621.html")
+    from_file = cli("topics", "test", query, "--file", str(page))
+    assert from_file.exit_code == 0 and "Telephone conversation" in from_file.output
+    url = site.url("/harbourpost/news/2026/11/xi-putin-pipeline-phone-call.html")
+    from_url = cli("topics", "test", query, "--url", url)
+    assert from_url.exit_code == 0 and "«" in from_url.output
+    assert cli("topics", "test", query).exit_code == 2  # one of --url/--file/--text is required
+
+
+def test_digest_send_over_smtp(cli, smtp):
+    sink, port = smtp
+    cli("topics", "add", "xi-putin", DEMO_QUERY)
+    cli("poll")
+    env = {
+        "MONITOR_SMTP_HOST": "127.0.0.1",
+        "MONITOR_SMTP_PORT": str(port),
+        "MONITOR_SMTP_SENDER": "monitor@example.org",
+        "MONITOR_SMTP_SECURITY": "none",
+    }
+    sent = cli("digest", "send", "--subscription", "morning", env=env)
+    assert sent.exit_code == 0 and "morning: sent" in sent.output and len(sink.messages) == 1
+    assert "morning: empty" in cli("digest", "send", env=env).output and len(sink.messages) == 1
+    unknown = cli("digest", "send", "--subscription", "evening", env=env)
+    assert unknown.exit_code == 1 and "no subscription named 'evening'" in unknown.output
+
+
+def test_clear_errors_instead_of_tracebacks(cli, tmp_path):
+    (tmp_path / "feeds.yaml").write_text("feeds:\n  - name: x\n    url: gopher://x\n")
+    bad_config = cli("poll")
+    assert bad_config.exit_code == 1 and "line 3, feeds[0].url: not an http(s) URL" in bad_config.output
+    empty_db = f"sqlite:///{tmp_path / 'new.db'}"
+    shipped = str(Path(__file__).resolve().parents[1] / "feeds.yaml")
+    refused = cli("run", env={"MONITOR_DATABASE_URL": empty_db, "MONITOR_CONFIG": shipped})
+    assert refused.exit_code == 1 and "run `monitor db upgrade` first" in refused.output
+    upgraded = cli("db", "upgrade", env={"MONITOR_DATABASE_URL": empty_db})
+    assert upgraded.exit_code == 0 and "(head)" in upgraded.output
+    assert (
+        cli("feeds", "list", env={"MONITOR_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}).exit_code == 1
+    )
+
+
+def test_python_dash_m_works():
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "topics" in result.stdout and "digest" in result.stdout
+
+
+def test_demo_runs_offline(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "3 hits" in result.output and "Digest written to" in result.output
+    digest = Path(tmp_path / "demo" / "digest.html").read_text()
+    assert digest.count('class="hit"') == 3 and "Beijing" in digest

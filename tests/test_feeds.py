@@ -1,0 +1,79 @@
+"""Feed documents → entries, on real feeds from ../shared/corpus."""
+
+import pytest
+
+from monitor.errors import FeedParseError
+from monitor.feeds import html_to_text, parse_feed
+from monitor.urls import canonical_url
+
+from conftest import corpus_path
+
+
+def parse(*parts, url="https://example.org/feed.xml", content_type=None):
+    return parse_feed(corpus_path("feeds", *parts).read_bytes(), url=url, content_type=content_type)
+
+
+def test_guid_is_the_key_and_dates_are_utc():
+    feed = parse("timeseries", "wsj_world", "2025-08-26T041532Z.xml")
+    first = feed.entries[0]
+    assert first.key == "WP-WSJ-0002882886"
+    assert (
+        first.url
+        == "https://archive.is/newest/https://www.wsj.com/world/ukraine-kyiv-jellyfish-museum-868e50b3"
+    )
+    assert first.published.isoformat() == "2025-08-26T03:00:00+00:00"
+    assert first.author == "Isabel Coles" and feed.title == "WSJ.com: World News"
+
+
+def test_no_guid_falls_back_to_the_canonical_link():
+    feed = parse("news", "miniflux", "heise_online_rdf_utf8.xml")
+    assert len(feed.entries) == 60
+    assert all(e.key == canonical_url(e.url) for e in feed.entries)
+    assert len({e.key for e in feed.entries}) == 60
+    assert all(e.published is None for e in feed.entries)  # the feed carries no dates at all
+
+
+def test_relative_links_are_resolved_against_the_feed():
+    feed = parse("quirks", "relative_urls_1.xml", url="https://insanity.industries/index.xml")
+    assert all(e.url.startswith("https://insanity.industries/") for e in feed.entries)
+
+
+def test_feedburner_origlink_beats_the_tracking_link():
+    feed = parse("news", "react-native-rss-parser", "reuters_world_news.xml")
+    assert feed.entries and all("feedproxy" not in e.url for e in feed.entries)
+
+
+def test_legacy_charsets_are_decoded():
+    golem = parse("news", "miniflux", "golem_de_iso-8859-1.xml")
+    assert any(ch in e.title + e.summary for e in golem.entries for ch in "äöüß")
+    qq = parse("news", "rss-parser", "qq_news_gb2312.xml")
+    assert any("\u4e00" <= ch <= "\u9fff" for e in qq.entries for ch in e.title)
+
+
+def test_a_bozo_feed_with_entries_is_accepted_with_a_warning():
+    feed = parse("news", "feedjira", "techcrunch.xml")
+    assert len(feed.entries) == 20 and feed.warning
+
+
+def test_entry_text_is_plain_text_without_scripts():
+    feed = parse("news", "kremlin", "kremlin_president_news_feed.atom")
+    summary = feed.entries[0].summary
+    assert summary.startswith("During his working trip") and "<" not in summary
+    assert html_to_text("<p>One</p><p>Two<script>x()</script></p>") == "One\n\nTwo"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty"),
+        (
+            b"<!DOCTYPE html><html><head><title>Home</title></head><body><p>Hello</p></body></html>",
+            "HTML page",
+        ),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not a usable feed"),
+    ],
+)
+def test_unusable_documents_raise_a_clear_error(body, reason):
+    with pytest.raises(FeedParseError, match=reason) as caught:
+        parse_feed(body, url="https://example.org/feed")
+    assert "https://example.org/feed" in str(caught.value)
