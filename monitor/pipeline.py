@@ -162,14 +162,20 @@ class Pipeline:
             self.storage.save_article(
                 item.id, extracted=extracted, matches=matches, fetch_error=fetch_error, now=now
             )
-        except MonitorError as exc:
+        except Exception as exc:  # one article's failure is recorded on it; the stream goes on
             retry = (
                 None
                 if item.attempts + 1 >= MAX_ARTICLE_ATTEMPTS
                 else now + timedelta(minutes=5 * 2**item.attempts)
             )
-            self.storage.record_article_error(item.id, error=str(exc), now=now, retry_at=retry)
-            log.error("article failed: %s", exc, extra={"url": item.url})
+            reason = str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"
+            self.storage.record_article_error(item.id, error=reason, now=now, retry_at=retry)
+            log.error(
+                "article failed: %s",
+                reason,
+                extra={"url": item.url},
+                exc_info=not isinstance(exc, MonitorError),
+            )
             return 0, "error"
         for match in matches:
             log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})

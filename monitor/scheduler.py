@@ -109,6 +109,9 @@ class Daemon:
             except MonitorError as exc:
                 log.error("stream pass failed: %s", exc)
                 return
+            except Exception:  # a bug must not stop the daemon; the next tick tries again
+                log.exception("stream pass failed unexpectedly")
+                return
             if report.polls or report.articles:
                 log.info(
                     "stream pass: %d feeds polled, %d articles, %d hits",

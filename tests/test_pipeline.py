@@ -10,8 +10,9 @@ from xml.sax.saxutils import escape
 import pytest
 
 from monitor.config import FeedConfig, NetworkConfig
-from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
+from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
 from monitor.fetch import Fetcher
+from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline
 
 from conftest import corpus_path
@@ -220,3 +221,26 @@ def test_an_unusable_feed_fails_alone(storage, site, body):
         assert feed.next_poll_at > clock.now and feed.consecutive_errors == 1
     else:  # a bozo document that still yields entries is accepted
         assert outcomes["bad"].warning
+
+
+def test_an_article_that_breaks_the_matcher_is_retried_and_the_rest_go_on(storage, site, monkeypatch):
+    """A bug cannot be made real on purpose, so this one is injected: the only stand-in in this file."""
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml"))], clock.now)
+    storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, clock.now)
+    original = TopicMatcher.match
+
+    def breaks_on_wildfires(self, article, **kwargs):
+        if "wildfire" in article.title.lower():
+            raise RuntimeError("matcher bug")
+        return original(self, article, **kwargs)
+
+    monkeypatch.setattr(TopicMatcher, "match", breaks_on_wildfires)
+    report = run(storage, clock, all_feeds=True)
+    monkeypatch.undo()
+    assert report.articles == 5 and len(storage.hits()) == 1
+    assert storage.article_count() == {"matched": 4, "discovered": 1}
+    clock.now += timedelta(minutes=6)  # the retry is due; the bug is gone
+    assert run(storage, clock).articles == 1
+    assert storage.article_count() == {"matched": 5}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from monitor.config import Settings, SubscriptionConfig
 from monitor.digest.build import Digest, build_digest
@@ -49,42 +50,22 @@ def deliver_digest(
     dry_run: bool = False,
 ) -> DeliveryResult:
     """Build, send and record a digest. Its hits count as delivered only once the SMTP server took it;
-    a failure is recorded (visible in `monitor feeds list`/status) and raised as DeliveryError."""
+    a failure is recorded as a failed digest (its hits stay owed) and raised as DeliveryError."""
     digest = prepare_digest(storage, subscription, now=now)
     if dry_run:
         return DeliveryResult(digest, "dry-run")
+    record = partial(
+        storage.record_digest, subscription.name, window_start=digest.window_start, window_end=now, now=now
+    )
     if not digest.count and not subscription.send_empty:
-        storage.record_digest(
-            subscription.name,
-            status=DIGEST_EMPTY,
-            window_start=digest.window_start,
-            window_end=now,
-            hit_ids=[],
-            now=now,
-        )
+        record(status=DIGEST_EMPTY, hit_ids=[])
         return DeliveryResult(digest, DIGEST_EMPTY)
     message = compose_message(digest, sender=settings.smtp_sender or "", recipients=subscription.recipients)
     try:
         send_message(message, settings, subscription=subscription.name)
     except DeliveryError as exc:
-        storage.record_digest(
-            subscription.name,
-            status=DIGEST_FAILED,
-            window_start=digest.window_start,
-            window_end=now,
-            hit_ids=[],
-            now=now,
-            error=exc.reason,
-        )
+        record(status=DIGEST_FAILED, hit_ids=[], error=exc.reason)
         raise
-    storage.record_digest(
-        subscription.name,
-        status=DIGEST_SENT,
-        window_start=digest.window_start,
-        window_end=now,
-        hit_ids=digest.hit_ids,
-        now=now,
-        message_id=message["Message-ID"],
-    )
+    record(status=DIGEST_SENT, hit_ids=digest.hit_ids, message_id=message["Message-ID"])
     log.info("digest sent", extra={"subscription": subscription.name, "hits": digest.count})
     return DeliveryResult(digest, DIGEST_SENT)
