@@ -46,7 +46,7 @@ def extract_page(content: bytes, *, url: str) -> ExtractedArticle | None:
         log.info("page has no usable body (%d chars)", len(text), extra={"url": url})
         return None
     assert isinstance(document, TrafilaturaDocument)
-    text = _with_lead(text, document.description)
+    text = _with_lead(_without_title(text, document.title), document.description)
     lang = _HTML_LANG.search(content[:4096])
     return ExtractedArticle(
         title=_one_line(document.title or ""),
@@ -70,6 +70,14 @@ def from_feed_entry(entry: FeedEntry) -> ExtractedArticle:
         published=None,
         source="feed",
     )
+
+
+def _without_title(text: str, title: str | None) -> str:
+    """Drop the headline when the body starts with it (an <h1> inside <article>): it is stored apart."""
+    first, _, rest = text.partition("\n")
+    if title and rest and _one_line(first).casefold() == _one_line(title).casefold():
+        return rest.lstrip()
+    return text
 
 
 def _with_lead(text: str, description: str | None) -> str:

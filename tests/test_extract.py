@@ -1,6 +1,7 @@
 """Article pages → content, on real news pages from ../shared/corpus with their expected snippets."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,15 @@ def test_feed_fallback_keeps_the_feed_text():
     )
     article = from_feed_entry(entry)
     assert (article.title, article.text, article.source) == ("Title", "The feed's own words.", "feed")
+
+
+def test_a_headline_inside_the_article_is_not_repeated_in_the_body():
+    page = (
+        Path(__file__).resolve().parents[1]
+        / "monitor/demo_data/site/eastwire/2026/11/xi-putin-beijing-summit.html"
+    )
+    article = extract_page(
+        page.read_bytes(), url="http://demo.invalid/eastwire/2026/11/xi-putin-beijing-summit.html"
+    )
+    assert article is not None and article.title.startswith("Xi and Putin pledge")
+    assert article.text.startswith("BEIJING, Nov 12 (Eastwire)")
