@@ -36,7 +36,6 @@ def extract_page(content: bytes, *, url: str) -> ExtractedArticle | None:
             with_metadata=True,
             include_comments=False,
             include_tables=False,
-            deduplicate=True,
         )
     except Exception as exc:  # trafilatura/lxml can fail in many ways on hostile pages; none is fatal
         log.warning("extraction failed: %s", exc, extra={"url": url})

@@ -62,3 +62,12 @@ def test_a_headline_inside_the_article_is_not_repeated_in_the_body():
     )
     assert article is not None and article.title.startswith("Xi and Putin pledge")
     assert article.text.startswith("BEIJING, Nov 12 (Eastwire)")
+
+
+def test_extracting_the_same_story_twice_keeps_its_body():
+    """trafilatura's deduplicate option drops paragraphs it saw before in the process: syndicated copies
+    would lose their text. Extraction must not depend on what was extracted earlier."""
+    page = corpus_path("articles", "kremlin", "html", "60669.html").read_bytes()
+    first = extract_page(page, url="http://en.kremlin.ru/events/president/news/60669")
+    second = extract_page(page, url="https://mirror.example/60669")
+    assert first is not None and second is not None and first.text == second.text
