@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
+import re
 import time
 from pathlib import Path
 
@@ -10,9 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import monitor.topics
 from monitor.errors import QueryError
 from monitor.topics import (
+    Alias,
     And,
+    Clause,
     Document,
     FieldFilter,
     InTitle,
@@ -20,12 +26,18 @@ from monitor.topics import (
     Near,
     Not,
     Or,
+    Sentence,
     Term,
+    TopicIndex,
+    check_alias,
     compile_query,
     evaluate,
     parse_query,
     prepare,
 )
+from monitor.topics.index import requirements
+from monitor.topics.match import trigger
+from monitor.topics.text import sentence_breaks, token_texts, tokenize
 
 #: the demo/test "Xi–Putin" topic, and the score a page must reach to count as about a Xi–Putin meeting
 XI_PUTIN_QUERY = '("xi jinping" OR xi OR 习近平 OR "си цзиньпин") AND putin*'
@@ -34,12 +46,16 @@ XI_PUTIN_MIN_SCORE = 0.4
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
-def run(query: str, text: str = "", title: str = "", **attrs: str) -> Match | None:
-    return evaluate(compile_query(query), prepare(Document(title=title, text=text, **attrs)))
+def run(
+    query: str, text: str = "", title: str = "", aliases: dict[str, str] | None = None, **attrs: str
+) -> Match | None:
+    return evaluate(compile_query(query, aliases), prepare(Document(title=title, text=text, **attrs)))
 
 
-def hits(query: str, text: str = "", title: str = "", **attrs: str) -> bool:
-    return run(query, text, title, **attrs) is not None
+def hits(
+    query: str, text: str = "", title: str = "", aliases: dict[str, str] | None = None, **attrs: str
+) -> bool:
+    return run(query, text, title, aliases, **attrs) is not None
 
 
 # --- words, normalisation ---------------------------------------------------------------------------
@@ -362,3 +378,490 @@ def test_xi_putin_topic_on_kremlin_pages():
             wrong.append((page, item["roles"], score, item["title"]))
     assert len(truth) == 42
     assert not wrong
+
+
+# --- tokenising fast, sentences ---------------------------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ab Z'’ʼ_-.!?\n“”é習近平\u0301ßﬁ9…。Mr"), max_size=60)
+    | st.text(max_size=60)
+)
+def test_fast_token_texts_are_the_tokens(text):
+    assert token_texts(text) == [t.text for t in tokenize(text)]
+
+
+def test_fast_token_texts_on_the_corpus():
+    texts = [item["text"] for name in ("articles.jsonl", "feed_items.jsonl") for item in _corpus_items(name)]
+    for text in texts:
+        assert token_texts(text) == [t.text for t in tokenize(text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["Mr", "U", ".", " ", "!", "?", "…", "ab", "B", "\n", "。", "'"])).map("".join)
+)
+def test_sentence_breaks_never_cut_a_word(text):
+    breaks = sentence_breaks(text)
+    assert breaks == sorted(set(breaks)) and all(0 < b < len(text) for b in breaks)
+    pieces = [text[a:b] for a, b in zip([0, *breaks], [*breaks, len(text)], strict=True)]
+    assert [t for piece in pieces for t in token_texts(piece)] == token_texts(text)
+
+
+def test_sentence_splits_on_stops_and_lines_but_not_abbreviations():
+    text = (
+        "Mr. Putin met Xi in the U.S. capital. They spoke about gas! J. K. Rowling wrote… and wrote.\n"
+        "A new line 习近平说。普京说"
+    )
+    breaks = sentence_breaks(text)
+    pieces = [text[a:b].strip() for a, b in zip([0, *breaks], [*breaks, len(text)], strict=True)]
+    pieces = [p for p in pieces if p]  # a line break after a full stop is a second break
+    assert pieces == [
+        "Mr. Putin met Xi in the U.S. capital.",
+        "They spoke about gas!",
+        "J. K. Rowling wrote… and wrote.",
+        "A new line 习近平说。",
+        "普京说",
+    ]
+
+
+# --- SENTENCE ---------------------------------------------------------------------------------------------
+
+
+def test_sentence_needs_all_operands_in_one_sentence():
+    text = "Mr. Putin met Xi Jinping in the U.S. capital. Gas was discussed later.\\nXi left."
+    text = text.replace("\\\\n", "\\n")
+    assert hits("SENTENCE(putin, xi)", text)
+    assert hits("SENTENCE(putin, capital, xi)", text)
+    assert not hits("SENTENCE(putin, gas)", text)
+    assert hits("putin gas", text)
+    assert not hits("SENTENCE(gas, left)", "Gas was discussed.\nXi left.")
+    assert hits('SENTENCE("xi jinping", putin*, (capital OR city))', text)
+    assert hits("SENTENCE(@xi, putin)", text, aliases={"xi": 'xi OR "xi jinping"'})
+    assert hits("title:SENTENCE(putin, xi)", "", title="Putin meets Xi")
+    assert not hits("title:SENTENCE(putin, xi)", "Putin meets Xi", title="Talks")
+    assert hits("SENTENCE(习近平, 普京)", "习近平会见普京。") and not hits(
+        "SENTENCE(习近平, 普京)", "习近平说。普京说"
+    )
+
+
+def test_sentence_scores_like_near_closer_is_higher():
+    close = run("SENTENCE(putin, xi)", "Putin and Xi spoke. Filler words here.")
+    far = run("SENTENCE(putin, xi)", "Putin said many things to reporters on the day that Xi arrived.")
+    both = run("putin xi", "Putin and Xi spoke. Filler words here.")
+    assert close is not None and far is not None and both is not None
+    assert close.score > far.score >= both.score
+    assert parse_query("SENTENCE(a, b, c)") == Sentence(
+        (Term("a", ("a",), (False,)), Term("b", ("b",), (False,)), Term("c", ("c",), (False,)))
+    )
+
+
+def test_commas_separate_only_inside_sentence():
+    assert hits("xi,putin", "Xi Putin")  # outside SENTENCE( ) a comma is part of the word, as before
+    assert not hits("xi,putin", "Xi met Putin")
+    assert parse_query("SENTENCE((a OR b), c)").children[0] == Or(  # type: ignore[union-attr]
+        (Term("a", ("a",), (False,)), Term("b", ("b",), (False,)))
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "column", "message"),
+    [
+        ("SENTENCE(putin)", 1, "two or more operands"),
+        ("SENTENCE(a b, c)", 10, "a SENTENCE operand must be a term, phrase, @alias or (a OR b) group"),
+        ("SENTENCE(a, -b)", 13, "a SENTENCE operand must be"),
+        ("SENTENCE xi", 10, "expected '(' after SENTENCE"),
+        ("SENTENCE(xi,", 13, "after ','"),
+        ("SENTENCE(xi, putin", 1, "never closed"),
+        ("SENTENCE()", 10, "after SENTENCE("),
+        ("SENTENCE(a, @x)", 13, "(@x is more than that)"),
+        ("SENTENCE(a, b) NEAR/2 c", 1, "NEAR/2 needs a term"),
+    ],
+)
+def test_sentence_errors(query, column, message):
+    with pytest.raises(QueryError) as info:
+        compile_query(query, {"x": "a b"})
+    assert info.value.column == column, info.value
+    assert message in info.value.message
+
+
+def test_near_works_across_phrases_groups_and_aliases():
+    text = "President Xi Jinping met Vladimir Putin in Moscow."
+    aliases = {"xi": 'xi OR "xi jinping" OR 习近平', "leaders": "@xi OR putin*"}
+    assert hits('"xi jinping" NEAR/3 "vladimir putin"', text)
+    assert hits("@xi NEAR/3 putin", text, aliases=aliases)
+    assert not hits("@xi NEAR/1 moscow", text, aliases=aliases)
+    assert hits("(moscow OR beijing) NEAR/2 @leaders", text, aliases=aliases)
+    with pytest.raises(QueryError, match=r"NEAR/3 needs .* \(@both is more than that\)"):
+        compile_query("@both NEAR/3 x", {"both": "a AND b"})
+
+
+# --- aliases ----------------------------------------------------------------------------------------------
+
+ALIASES = {
+    "xi": 'xi OR "xi jinping" OR 习近平 OR "си цзиньпин"',
+    "putin": "putin* OR путин*",
+    "leaders": "@xi OR @putin",
+    "spam": "casino OR lottery",
+}
+
+
+def test_alias_stands_for_its_query_as_a_group():
+    query = compile_query("@xi AND putin*", ALIASES)
+    assert query.root == And((Alias("xi", parse_query(ALIASES["xi"])), parse_query("putin*")))
+    assert query.aliases_used == frozenset({"xi"})
+    assert hits("@xi AND putin*", "Си Цзиньпин и Putin", aliases=ALIASES)
+    assert hits("@xi AND @putin", "Си Цзиньпин и Путин", aliases=ALIASES)
+    assert hits("@xi AND putin*", "国家主席习近平会见Putin", aliases=ALIASES)
+    assert not hits("@xi AND putin*", "Xi Jinping spoke", aliases=ALIASES)
+    # the group binds tighter than the AND around it: @spam is "(casino OR lottery)"
+    assert hits("putin -@spam", "Putin spoke", aliases=ALIASES)
+    assert not hits("putin -@spam", "Putin spoke at the lottery", aliases=ALIASES)
+    assert hits("title:@xi", "", title="Xi speaks", aliases=ALIASES)
+    assert not hits("title:@xi", "Xi speaks", title="Talks", aliases=ALIASES)
+
+
+def test_aliases_may_use_aliases():
+    query = compile_query("@leaders gas", ALIASES)
+    assert query.aliases_used == frozenset({"leaders", "xi", "putin"})
+    assert hits("@leaders gas", "Путин about gas", aliases=ALIASES)
+    assert not hits("@leaders gas", "Modi about gas", aliases=ALIASES)
+    assert compile_query("putin", ALIASES).aliases_used == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("aliases", "query", "cycle"),
+    [
+        ({"a": "x OR @a"}, "@a", "@a → @a"),
+        ({"a": "@b", "b": "x @c", "c": "y OR @a"}, "putin @a", "@a → @b → @c → @a"),
+        ({"a": "@b", "b": "(x OR @b)"}, "@a", "@b → @b"),
+    ],
+)
+def test_alias_cycle_is_named(aliases, query, cycle):
+    with pytest.raises(QueryError) as info:
+        compile_query(query, aliases)
+    assert "cycle" in info.value.message and cycle in info.value.message
+    assert info.value.column == query.index("@") + 1
+
+
+def test_unknown_alias_is_reported_at_its_at_sign_with_close_names():
+    with pytest.raises(QueryError) as info:
+        compile_query("putin AND @leader", ALIASES)
+    assert info.value.column == 11
+    assert info.value.message == "unknown alias @leader; did you mean @leaders?"
+    with pytest.raises(QueryError, match=r"^column 1: unknown alias @zzz\n"):
+        compile_query("@zzz", ALIASES)
+    with pytest.raises(QueryError, match="no aliases are defined"):
+        compile_query("@xi putin")
+
+
+def test_error_inside_an_alias_names_it_and_its_column():
+    aliases = {**ALIASES, "broken": 'xi OR "xi jinping', "outer": "a OR @broken"}
+    with pytest.raises(QueryError) as info:
+        compile_query("putin @broken", aliases)
+    assert info.value.column == 7
+    assert info.value.message.startswith("in alias @broken, column 7: unclosed quote")
+    with pytest.raises(QueryError) as info:
+        compile_query("@outer", aliases)
+    assert info.value.column == 1
+    assert info.value.message.startswith("in alias @outer, column 6: in alias @broken, column 7: unclosed")
+    with pytest.raises(
+        QueryError, match=r"in alias @bad, column 1: expected a term, phrase or '\(' at the start"
+    ):
+        compile_query("@bad", {"bad": "OR x"})
+
+
+@pytest.mark.parametrize("query", ["@", "@_x", "@x's", "title:@-x"])
+def test_alias_names_are_checked(query):
+    with pytest.raises(QueryError, match="alias name"):
+        compile_query(query, ALIASES)
+
+
+def test_alias_expansion_is_bounded():
+    aliases = {f"a{i}": f"@a{i + 1} @a{i + 1}" for i in range(20)} | {"a20": "x"}
+    started = time.perf_counter()
+    with pytest.raises(QueryError):
+        compile_query("@a0", aliases)
+    assert time.perf_counter() - started < 0.5
+    aliases = {f"f{i}": f"@f{i + 1} @f{i + 1}" for i in range(20)} | {"f20": "site:x.org"}
+    with pytest.raises(QueryError):
+        compile_query("putin @f0", aliases)
+
+
+def test_negation_only_alias_is_fine_inside_a_query_but_not_alone():
+    assert hits("putin @nospam", "Putin", aliases={"nospam": "-casino"})
+    with pytest.raises(QueryError, match="positive term"):
+        compile_query("@nospam", {"nospam": "-casino"})
+    with pytest.raises(QueryError, match="@either has an OR alternative that only excludes"):
+        compile_query("putin OR @either", {"either": "x OR -y"})
+
+
+def test_check_alias():
+    checked = check_alias("xi", ALIASES["xi"], ALIASES)
+    assert checked.source == ALIASES["xi"]
+    assert check_alias("leaders2", "@leaders OR modi", ALIASES).aliases_used == frozenset(
+        {"leaders", "xi", "putin"}
+    )
+    with pytest.raises(QueryError, match="positive term"):
+        check_alias("nospam", "-casino -lottery", ALIASES)
+    with pytest.raises(QueryError) as info:
+        check_alias("xi", "@leaders OR x", ALIASES)  # xi is used by leaders: redefining it this way loops
+    assert "@xi → @leaders → @xi" in info.value.message and info.value.column == 1
+    with pytest.raises(QueryError) as info:
+        check_alias("new", 'a OR "b', ALIASES)
+    assert info.value.column == 6 and info.value.query == 'a OR "b'
+    with pytest.raises(QueryError, match="alias name"):
+        check_alias("bad name", "x", ALIASES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "c", "xi"]),
+        st.lists(
+            st.sampled_from(["x", "@a", "@b", "@c", "@xi", "@d", "OR", "AND", "-", "(", ")", '"p q"']),
+            max_size=6,
+        ).map(" ".join),
+        max_size=4,
+    ),
+    st.lists(
+        st.sampled_from(
+            ["putin", "@a", "@b", "@xi", "OR", "NOT", "NEAR/2", "SENTENCE(", ",", ")", "title:", "("]
+        ),
+        max_size=8,
+    ).map(" ".join),
+)
+def test_fuzz_compile_with_aliases_only_raises_query_error(aliases, query):
+    try:
+        compiled = compile_query(query, aliases)
+    except QueryError as exc:
+        assert 1 <= exc.column <= len(query) + 1
+        return
+    assert compiled.aliases_used <= set(aliases)
+    assert compiled.terms()
+    evaluate(compiled, prepare(Document(title="Putin", text="x p q putin, x. p q")))
+
+
+# --- explanations ---------------------------------------------------------------------------------------
+
+
+def test_explanation_counts_each_matched_term_in_title_and_body_in_query_order():
+    m = run(
+        "@xi AND putin* -modi",
+        "President Xi Jinping met Putin. Xi said so. Putin agreed. Putin's aide too.",
+        title="Xi Jinping and Putin",
+        aliases=ALIASES,
+    )
+    assert m is not None
+    assert m.explanation == [Clause("xi", 1, 2), Clause('"xi jinping"', 1, 1), Clause("putin*", 1, 3)]
+    assert m.matched == ["xi", '"xi jinping"', "putin*"]
+    assert m.summary() == 'xi: title + 2× body; "xi jinping": title + body; putin*: title + 3× body'
+    assert dataclasses.asdict(m.explanation[0]) == {"term": "xi", "title": 1, "body": 2}
+
+
+def test_explanation_under_near_counts_the_close_occurrences_and_same_term_once():
+    m = run("putin NEAR/2 xi OR putin", "Putin and Xi. " + "filler " * 20 + "Putin alone. Putin again.")
+    assert m is not None
+    assert m.explanation == [Clause("putin", 0, 3), Clause("xi", 0, 1)]
+    near = run("putin NEAR/2 xi", "Putin and Xi. " + "filler " * 20 + "Putin alone.")
+    assert near is not None and near.explanation == [Clause("putin", 0, 1), Clause("xi", 0, 1)]
+
+
+def test_explanation_and_snippet_are_worked_out_when_first_read():
+    doc = prepare(Document(title="", text="Vladimir Putin arrived."))
+    m = evaluate(compile_query("putin"), doc)
+    assert m is not None and m.score > 0
+    assert doc.spans(1) == [(0, 8), (9, 14), (15, 22)]
+    assert m.snippet == "Vladimir «Putin» arrived." and m.snippet is m.snippet
+    assert m.explanation is m.explanation
+    assert repr(m) == f"Match(score={m.score}, explanation={m.explanation})"
+
+
+# --- the presearcher: TopicIndex ----------------------------------------------------------------------------
+
+
+def test_triggers_and_requirements():
+    assert trigger(Term('"xi jinping"', ("xi", "jinping"), (False, False))) == " xi jinping "
+    assert trigger(Term("putin*", ("putin",), (True,))) == " putin"
+    assert trigger(Term('"xi* jinping"', ("xi", "jinping"), (True, False))) == " xi"
+    assert requirements(parse_query('(xi OR "xi jinping") AND putin* -modi site:x.org')) == [
+        frozenset({" xi ", " xi jinping "}),
+        frozenset({" putin"}),
+    ]
+    assert requirements(parse_query("(a b) OR c")) in (
+        [frozenset({" a ", " c "})],
+        [frozenset({" b ", " c "})],
+    )
+    assert requirements(parse_query("title:(@x NEAR/2 y)", {"x": "a OR b"})) == [
+        frozenset({" a ", " b "}),
+        frozenset({" y "}),
+    ]
+
+
+def test_topic_index_add_remove_and_order():
+    index: TopicIndex[str] = TopicIndex()
+    for key, query in [
+        ("xi-putin", "@xi AND putin*"),
+        ("gas", "gas"),
+        ("title", "title:putin"),
+        ("gas2", "gas"),
+    ]:
+        index.add(key, compile_query(query, ALIASES))
+    doc = prepare(Document(title="Putin meets Xi", text="Talks on gas in Moscow."))
+    assert [k for k, _ in index.match(doc)] == ["xi-putin", "gas", "title", "gas2"]
+    assert index.candidates(doc) == {"xi-putin", "gas", "title", "gas2"}
+    assert index.candidates(prepare(Document(title="Modi", text="Trade talks."))) == set()
+    index.remove("gas")
+    assert "gas" not in index and len(index) == 3
+    assert [k for k, _ in index.match(doc)] == ["xi-putin", "title", "gas2"]
+    index.add("xi-putin", compile_query("moscow"))  # replaces the query, keeps nothing of the old one
+    assert [k for k, _ in index.match(doc)] == ["title", "gas2", "xi-putin"]
+    index.add("new", compile_query("tehran OR ankara"))  # a new trigger: the automaton is rebuilt
+    assert [k for k, _ in index.match(prepare(Document(title="", text="In Ankara.")))] == ["new"]
+    with pytest.raises(KeyError):
+        index.remove("gas")
+    for key in ["title", "gas2", "xi-putin", "new"]:
+        index.remove(key)
+    assert len(index) == 0 and index.candidates(doc) == set() and index.match(doc) == []
+
+
+def test_topic_index_finds_title_only_phrase_prefix_and_cjk_terms():
+    queries = [
+        'title:"xi jinping"',
+        "putin*",
+        '"kim jong un"',
+        "习近平 AND 普京",
+        "jong-un",
+        "SENTENCE(a, b)",
+    ]
+    index: TopicIndex[int] = TopicIndex()
+    for i, q in enumerate(queries):
+        index.add(i, compile_query(q))
+    doc = prepare(Document(title="Xi Jinping", text="Putina met Kim Jong-un. 习近平会见普京。 A b."))
+    assert [k for k, _ in index.match(doc)] == [0, 1, 2, 3, 4, 5]
+
+
+def _corpus_items(name: str) -> list[dict[str, str]]:
+    path = CORPUS / "news_texts" / name
+    if not path.exists():
+        pytest.skip(f"shared corpus not present at {path}")
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def _generated_queries(texts: list[str], count: int, seed: int) -> list[str]:
+    """Queries of every kind, built from words and word pairs of ``texts``."""
+    rng = random.Random(seed)
+    words = sorted({w for t in texts for w in re.findall(r"[A-Za-z]{3,}", t)})
+    pairs = sorted({m for t in texts for m in re.findall(r"[A-Z][a-z]+ [A-Z][a-z]+", t)})
+
+    def w() -> str:
+        return rng.choice(words)
+
+    def p() -> str:
+        return f'"{rng.choice(pairs)}"'
+
+    makers = [
+        lambda: w(),
+        lambda: p(),
+        lambda: f"{w()} AND {w()}",
+        lambda: f"({w()} OR {p()}) {w()}",
+        lambda: f"{w()} -{w()}",
+        lambda: f"{w()} NEAR/{rng.randint(1, 8)} {w()}",
+        lambda: f"{w()[:4]}* AND {w()}",
+        lambda: f"title:{w()}",
+        lambda: f"title:({w()} OR {w()}) {w()}",
+        lambda: f"SENTENCE({w()}, {w()})",
+        lambda: f"@group AND {w()}",
+        lambda: f"({w()} {w()}) OR {w()}",
+        lambda: f"{w()} lang:en",
+        lambda: f"NOT ({w()} OR {w()}) AND {p()}",
+    ]
+    return [rng.choice(makers)() for _ in range(count)]
+
+
+def _same_as_evaluating_every_query(
+    queries: list[str], docs: list[Document], aliases: dict[str, str]
+) -> None:
+    compiled = [compile_query(q, aliases) for q in queries]
+    index: TopicIndex[int] = TopicIndex()
+    for i, query in enumerate(compiled):
+        index.add(i, query)
+    for doc in docs:
+        alone = prepare(doc)  # evaluated without the presearch's positions
+        expected = [(i, m) for i, q in enumerate(compiled) if (m := evaluate(q, alone)) is not None]
+        prepared = prepare(doc)
+        found = index.match(prepared)
+        assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [
+            (i, m.score, m.matched, m.explanation, m.snippet) for i, m in expected
+        ], doc.title
+        assert {i for i, _ in expected} <= index.candidates(prepared)
+
+
+def test_topic_index_gives_exactly_what_evaluating_every_query_gives_on_the_corpus():
+    items = _corpus_items("articles.jsonl")[::9] + _corpus_items("feed_items.jsonl")[::20]
+    docs = [Document(title=i["title"] or "", text=i["text"], lang=i.get("lang")) for i in items]
+    queries = _generated_queries([d.text for d in docs], 400, seed=11)
+    aliases = {"group": f"{_generated_queries([d.text for d in docs], 1, seed=12)[0]} OR putin*"}
+    _same_as_evaluating_every_query(queries, docs, aliases)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "xi",
+                "putin*",
+                '"xi jinping"',
+                "AND",
+                "OR",
+                "NOT",
+                "-",
+                "(",
+                ")",
+                "NEAR/2",
+                "title:",
+                "gas",
+                "习近平",
+                "SENTENCE(xi,",
+                "@x",
+                "lang:en",
+                "mosc*",
+            ]
+        ),
+        min_size=1,
+        max_size=10,
+    ).map(" ".join),
+    st.integers(0, 2**16),
+)
+def test_topic_index_equivalence_on_generated_text(query, seed):
+    try:
+        compile_query(query, {"x": "gas OR oil"})
+    except QueryError:
+        return
+    rng = random.Random(seed)
+    vocabulary = ["Xi", "Jinping", "Putin", "Putina", "gas", "oil", "Moscow", "习近平", "and", ".", "\n"]
+    docs = [
+        Document(
+            title=" ".join(rng.choices(vocabulary, k=rng.randint(0, 4))),
+            text=" ".join(rng.choices(vocabulary, k=rng.randint(0, 30))),
+            lang=rng.choice(["en", "ru", None]),
+        )
+        for _ in range(5)
+    ]
+    _same_as_evaluating_every_query([query, "xi", "gas AND oil"], docs, {"x": "gas OR oil"})
+
+
+def test_public_names():
+    assert set(monitor.topics.__all__) >= {
+        "Alias",
+        "Clause",
+        "Sentence",
+        "TopicIndex",
+        "check_alias",
+        "compile_query",
+        "evaluate",
+        "prepare",
+    }

@@ -1,13 +1,16 @@
 """Watch topics: the query language, and matching articles against it.
 
-``compile_query`` parses a query once (raising :class:`~monitor.errors.QueryError`), ``prepare`` tokenises an
-article once, and ``evaluate`` combines the two by dictionary lookups, returning a scored, explained
-:class:`Match` or None.
+``compile_query`` parses a query once, aliases expanded (raising :class:`~monitor.errors.QueryError`),
+``prepare`` tokenises an article once, and ``evaluate`` combines the two by dictionary lookups, returning a
+scored, explained :class:`Match` or None. A :class:`TopicIndex` holds many topics and evaluates, per article,
+only those its presearch finds can match.
 """
 
-from monitor.topics.match import Document, Match, PreparedDocument, evaluate, prepare
+from monitor.topics.index import TopicIndex
+from monitor.topics.match import Clause, Document, Match, PreparedDocument, evaluate, prepare
 from monitor.topics.query import (
     KNOWN_FIELDS,
+    Alias,
     And,
     CompiledQuery,
     FieldFilter,
@@ -16,7 +19,9 @@ from monitor.topics.query import (
     Node,
     Not,
     Or,
+    Sentence,
     Term,
+    check_alias,
     compile_query,
     parse_query,
 )
@@ -24,7 +29,9 @@ from monitor.topics.text import normalize, tokenize
 
 __all__ = [
     "KNOWN_FIELDS",
+    "Alias",
     "And",
+    "Clause",
     "CompiledQuery",
     "Document",
     "FieldFilter",
@@ -35,7 +42,10 @@ __all__ = [
     "Not",
     "Or",
     "PreparedDocument",
+    "Sentence",
     "Term",
+    "TopicIndex",
+    "check_alias",
     "compile_query",
     "evaluate",
     "normalize",

@@ -1,29 +1,47 @@
 """Evaluating a compiled query against a prepared article: the boolean answer, a score and an explanation.
 
-An article is tokenised once (:func:`prepare`) into title and body tokens indexed by token, so every topic
-is evaluated by dictionary lookups. The score is meant to be read by a person:
+An article is tokenised once (:func:`prepare`), and every topic is evaluated by lookups in what that built;
+positions, sentences and character spans are worked out the first time a topic needs them. The score is
+meant to be read by a person:
 
 * each occurrence of a term weighs ``TITLE_WEIGHT`` in the title; in the body ``EARLY_WEIGHT`` in the lead
   (first ``EARLY_WORDS`` words or ``EARLY_FRACTION`` of the body), decaying towards ``DEEP_WEIGHT`` after it;
 * occurrences within ``SAME_BREATH`` words are one mention ("Xi Jinping ... President Xi");
 * a term's evidence is ``1 - prod(1 - w_k * REPEAT**k)`` over its mentions, heaviest first, so repetition
   helps with diminishing returns;
-* AND takes the weakest child, OR the strongest, NEAR the weakest plus a bonus for closeness; NOT and field
-  filters only gate.
+* AND takes the weakest child, OR the strongest, NEAR and SENTENCE the weakest plus a bonus for closeness;
+  NOT and field filters only gate.
+
+A :class:`Match` says which terms matched, how often in the title and in the body (:class:`Clause`), and
+cuts its snippet from the original text when it is first read.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from monitor.topics.query import And, CompiledQuery, FieldFilter, InTitle, Near, Node, Not, Or, Term
-from monitor.topics.text import tokenize
+from monitor.topics.query import (
+    Alias,
+    And,
+    CompiledQuery,
+    FieldFilter,
+    InTitle,
+    Near,
+    Node,
+    Not,
+    Or,
+    Sentence,
+    Term,
+)
+from monitor.topics.text import has_cjk, sentence_starts, token_texts, tokenize, word_spans
 
 TITLE_WEIGHT = 0.6
 EARLY_WEIGHT = 0.35
@@ -33,11 +51,18 @@ EARLY_FRACTION = 0.15
 #: after the lead, a mention loses ``1 - exp(-DECAY)`` of its extra weight per lead-length of distance
 DECAY = 2.0
 SAME_BREATH = 5
+#: mentions that count towards a term's evidence, heaviest first
+MAX_MENTIONS = 16
 REPEAT = 0.6
 NEAR_BONUS = 0.15
+#: SENTENCE's closeness bonus is NEAR's for a distance of this many words
+SENTENCE_REACH = 25
 SNIPPET_WIDTH = 200
+#: distinct tokens looked up by scanning a field's token list before indexing the whole field is cheaper
+SCANS_BEFORE_INDEX = 24
 
 TITLE, BODY = 0, 1
+_PLUS_ONE = (1).__add__
 _BOTH = (TITLE, BODY)
 _TITLE_ONLY = (TITLE,)
 
@@ -54,59 +79,306 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
-    """Why and how strongly a document matched: score in [0, 1], matched terms as written, a snippet."""
+class Clause:
+    """One matched positive term and how often it occurred where, counting the occurrences that made the
+    query true (for NEAR and SENTENCE, the close ones)."""
 
-    score: float
-    matched: list[str]
-    snippet: str
+    term: str  #: as the user wrote it, e.g. ``"xi jinping"`` or ``putin*``
+    title: int  #: occurrences in the title
+    body: int  #: occurrences in the body
+
+
+class Match:
+    """Why and how strongly a document matched: a score in [0, 1], the matched terms as written (query
+    order), where each occurred (:attr:`explanation`), and a snippet of the text around them.
+
+    The score is worked out at once; the rest when first read, because of a large topic set most matches
+    fall under their topic's minimum score and are never shown.
+    """
+
+    __slots__ = ("_doc", "_explanation", "_found", "_snippet", "score")
+
+    def __init__(self, score: float, found: list[_Found], doc: PreparedDocument) -> None:
+        self.score = score
+        self._found = found
+        self._doc = doc
+        self._explanation: list[Clause] | None = None
+        self._snippet: str | None = None
+
+    @property
+    def explanation(self) -> list[Clause]:
+        """One clause per matched positive term (the same term written twice is one), in query order."""
+        if self._explanation is None:
+            self._explanation = _explain(self._found)
+        return self._explanation
+
+    @property
+    def matched(self) -> list[str]:
+        """The matched positive terms as the user wrote them, in query order."""
+        return [c.term for c in self.explanation]
+
+    @property
+    def snippet(self) -> str:
+        """About ``SNIPPET_WIDTH`` characters of the body (or title) around the hits, marked «…»."""
+        if self._snippet is None:
+            self._snippet = _snippet(self._doc, self._found)
+        return self._snippet
+
+    def summary(self) -> str:
+        """The explanation on one line, for a digest: ``"xi jinping": title + 4× body; putin*: 3× body``."""
+        return "; ".join(f"{c.term}: {_where(c)}" for c in self.explanation)
+
+    def __repr__(self) -> str:
+        return f"Match(score={self.score!r}, explanation={self.explanation!r})"
+
+
+def _where(clause: Clause) -> str:
+    parts = [
+        name if count == 1 else f"{count}× {name}"
+        for name, count in (("title", clause.title), ("body", clause.body))
+        if count
+    ]
+    return " + ".join(parts)
+
+
+def trigger(term: Term) -> str:
+    """The string that occurs in a document's :attr:`PreparedDocument.stream` wherever ``term`` does.
+
+    Whole tokens keep a space on both sides; the string stops after the first prefix token, since what
+    follows it in the document is unknown.
+    """
+    return _trigger_of(term.tokens, term.prefix)
+
+
+@lru_cache(maxsize=1 << 18)
+def _trigger_of(tokens: tuple[str, ...], prefix: tuple[bool, ...]) -> str:
+    if True in prefix:
+        return " " + " ".join(tokens[: prefix.index(True) + 1])
+    return " " + " ".join(tokens) + " "
 
 
 class PreparedDocument:
-    """A document tokenised once: per field (title, body) its tokens, their spans and token -> positions."""
+    """A document tokenised once, per field (title, body); what only some topics need is built on first use.
 
-    __slots__ = ("_cache", "_early", "document", "index", "spans", "tokens")
+    ``tokens`` is built at once; the presearch stream, a field's token -> positions index, its character spans
+    (for snippets) and its sentences (for SENTENCE) the first time they are asked for. Term positions are
+    memoised, and read from a presearch's findings when one was recorded (:meth:`record_presearch`).
+    """
+
+    __slots__ = (
+        "_cache",
+        "_early",
+        "_evidence",
+        "_index",
+        "_presearch",
+        "_scanned",
+        "_sentences",
+        "_sorted_vocabulary",
+        "_spans",
+        "_stream",
+        "_stream_starts",
+        "_vocabulary",
+        "document",
+        "tokens",
+    )
 
     def __init__(self, document: Document) -> None:
         self.document = document
-        fields = [tokenize(document.title), tokenize(document.text)]
-        self.tokens: tuple[list[str], list[str]] = ([t.text for t in fields[0]], [t.text for t in fields[1]])
-        self.spans: tuple[list[tuple[int, int]], ...] = tuple([(t.start, t.end) for t in f] for f in fields)
-        self.index: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
-        for toks, index in zip(self.tokens, self.index, strict=True):
-            for pos, tok in enumerate(toks):
-                index.setdefault(tok, []).append(pos)
+        self.tokens: tuple[list[str], list[str]] = (token_texts(document.title), token_texts(document.text))
         self._early = max(EARLY_WORDS, EARLY_FRACTION * len(self.tokens[BODY]))
         self._cache: dict[tuple[tuple[str, ...], tuple[bool, ...], int], list[int]] = {}
+        self._evidence: dict[tuple[tuple[str, ...], tuple[bool, ...], tuple[int, ...]], float] = {}
+        self._index: list[dict[str, list[int]] | None] = [None, None]
+        self._scanned: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
+        self._vocabulary: list[set[str] | None] = [None, None]
+        self._sorted_vocabulary: list[list[str] | None] = [None, None]
+        self._spans: list[list[tuple[int, int]] | None] = [None, None]
+        self._sentences: list[list[int] | None] = [None, None]
+        self._stream: str | None = None
+        self._stream_starts: list[list[int] | None] = [None, None]
+        self._presearch: tuple[Mapping[str, list[int]], Container[str]] | None = None
+
+    @property
+    def stream(self) -> str:
+        """Title and body tokens, each with a space on both sides, the fields apart by a line break.
+
+        A term occurs only if ``" " + " ".join(tokens) + " "`` does (without the last space for a prefix), so
+        a multi-pattern search over this string finds every topic that can match.
+        """
+        if self._stream is None:
+            title, body = self.tokens
+            self._stream = f" {' '.join(title)} \n {' '.join(body)} "
+        return self._stream
+
+    def record_presearch(self, occurrences: Mapping[str, list[int]], searched: Container[str]) -> None:
+        """Keep where a search over :attr:`stream` found trigger strings (their end offsets, ascending) and
+        which strings it looked for: a term whose trigger was looked for is then located from these."""
+        title, body = self.tokens
+        separators = 4 + max(len(title) - 1, 0) + max(len(body) - 1, 0)
+        if self.stream.count(" ") == separators:  # no token holds a space: offsets map to tokens exactly
+            self._presearch = (occurrences, searched)
 
     def find(self, term: Term, field: int) -> list[int]:
         """Start positions of ``term`` in ``field`` (memoised: many topics share terms)."""
         key = (term.tokens, term.prefix, field)
         found = self._cache.get(key)
         if found is None:
+            in_stream = self._from_presearch(term)
+            if in_stream is not None:
+                self._cache[(term.tokens, term.prefix, TITLE)] = in_stream[TITLE]
+                self._cache[(term.tokens, term.prefix, BODY)] = in_stream[BODY]
+                return in_stream[field]
             found = self._cache[key] = self._find(term.tokens, term.prefix, field)
         return found
 
+    def _from_presearch(self, term: Term) -> tuple[list[int], list[int]] | None:
+        """The term's positions in title and body from a recorded presearch, or None when it tells nothing
+        about the term."""
+        if self._presearch is None or any(term.prefix[:-1]):  # a prefix inside: the trigger stops there
+            return None
+        occurrences, searched = self._presearch
+        pattern = _trigger_of(term.tokens, term.prefix)
+        if pattern not in searched:
+            return None
+        ends = occurrences.get(pattern)
+        if not ends:
+            return [], []
+        skip = 2 - len(pattern)  # from the pattern's last character to its first token's first
+        title, body = self._token_offsets(TITLE), self._token_offsets(BODY)
+        body_from = body[0] if body else len(self.stream)
+        title_ends = bisect_left(ends, body_from - skip)
+        return (
+            [bisect_left(title, e + skip) for e in ends[:title_ends]],
+            [bisect_left(body, e + skip) for e in ends[title_ends:]],
+        )
+
+    def _token_offsets(self, field: int) -> list[int]:
+        """Where each token of ``field`` starts in :attr:`stream`."""
+        found = self._stream_starts[field]
+        if found is None:
+            title = self.tokens[TITLE]
+            base = 1 if field == TITLE else 4 + sum(map(len, title)) + max(len(title) - 1, 0)
+            lengths = map(_PLUS_ONE, map(len, self.tokens[field]))
+            found = self._stream_starts[field] = list(accumulate(lengths, initial=base))[:-1]
+        return found
+
     def _find(self, tokens: tuple[str, ...], prefix: tuple[bool, ...], field: int) -> list[int]:
-        index, toks = self.index[field], self.tokens[field]
-        if prefix[0]:
-            starts = sorted(p for tok, ps in index.items() if tok.startswith(tokens[0]) for p in ps)
-        else:
-            starts = index.get(tokens[0], [])
-        if len(tokens) == 1 or not starts:
-            return starts
-        if any(t not in index for t, p in zip(tokens, prefix, strict=True) if not p):
+        if len(tokens) == 1:
+            return self._prefixed(field, tokens[0]) if prefix[0] else self.positions(field, tokens[0])
+        vocabulary = self.vocabulary(field)
+        if any(t not in vocabulary for t, p in zip(tokens, prefix, strict=True) if not p):
             return []
-        k, n = len(tokens), len(toks)
-        rest = range(1, k)
+        # the phrase is found from its rarest whole word; a phrase of prefixes only, from its first
+        whole = [
+            (len(self.positions(field, t)), i)
+            for i, (t, p) in enumerate(zip(tokens, prefix, strict=True))
+            if not p
+        ]
+        at = min(whole)[1] if whole else 0
+        anchors = self.positions(field, tokens[at]) if whole else self._prefixed(field, tokens[0])
+        toks, k, n = self.tokens[field], len(tokens), len(self.tokens[field])
+        others = [i for i in range(k) if i != at]
         return [
             s
-            for s in starts
-            if s + k <= n
+            for s in (a - at for a in anchors)
+            if s >= 0
+            and s + k <= n
             and all(
-                toks[s + i] == tokens[i] or (prefix[i] and toks[s + i].startswith(tokens[i])) for i in rest
+                toks[s + i] == tokens[i] or (prefix[i] and toks[s + i].startswith(tokens[i])) for i in others
             )
         ]
+
+    def vocabulary(self, field: int) -> set[str]:
+        """The distinct tokens of ``field``."""
+        found = self._vocabulary[field]
+        if found is None:
+            found = self._vocabulary[field] = set(self.tokens[field])
+        return found
+
+    def positions(self, field: int, token: str) -> list[int]:
+        """Where ``token`` occurs in ``field``, ascending.
+
+        The first few tokens asked for are found by scanning the token list (C speed); once more are asked
+        for, the whole field is indexed, which costs about as much as ``SCANS_BEFORE_INDEX`` scans.
+        """
+        index = self._index[field]
+        if index is not None:
+            return index.get(token, [])
+        scanned = self._scanned[field]
+        found = scanned.get(token)
+        if found is not None:
+            return found
+        if len(scanned) >= SCANS_BEFORE_INDEX:
+            return self._build_index(field).get(token, [])
+        found = []
+        if token in self.vocabulary(field):
+            toks, at = self.tokens[field], -1
+            try:
+                while True:
+                    at = toks.index(token, at + 1)
+                    found.append(at)
+            except ValueError:
+                pass
+        scanned[token] = found
+        return found
+
+    def _build_index(self, field: int) -> dict[str, list[int]]:
+        index: dict[str, list[int]] = {}
+        for pos, tok in enumerate(self.tokens[field]):
+            found = index.get(tok)
+            if found is None:
+                index[tok] = [pos]
+            else:
+                found.append(pos)
+        self._index[field] = index
+        return index
+
+    def _prefixed(self, field: int, start: str) -> list[int]:
+        """Positions of the tokens starting with ``start``, ascending."""
+        ordered = self._sorted_vocabulary[field]
+        if ordered is None:
+            ordered = self._sorted_vocabulary[field] = sorted(self.vocabulary(field))
+        found: list[int] = []
+        for i in range(bisect_left(ordered, start), len(ordered)):
+            if not ordered[i].startswith(start):
+                break
+            found += self.positions(field, ordered[i])
+        return sorted(found)
+
+    def spans(self, field: int) -> list[tuple[int, int]]:
+        """Each token's ``(start, end)`` in the field's original text.
+
+        One token per word is the rule (no CJK, no word folding to nothing); then the words' spans are the
+        tokens', found without normalising anything again.
+        """
+        found = self._spans[field]
+        if found is None:
+            text = self.document.title if field == TITLE else self.document.text
+            found = [] if has_cjk(text) else word_spans(text)
+            if len(found) != len(self.tokens[field]):
+                found = [(t.start, t.end) for t in tokenize(text)]
+            self._spans[field] = found
+        return found
+
+    def evidence(self, term: Term, fields: tuple[int, ...]) -> float:
+        """How strongly the occurrences of ``term`` in ``fields`` say the article is about it (memoised)."""
+        key = (term.tokens, term.prefix, fields)
+        found = self._evidence.get(key)
+        if found is None:
+            found = self._evidence[key] = _evidence(
+                [w for f in fields for w in _mention_weights(self, f, self.find(term, f))]
+            )
+        return found
+
+    def sentences(self, field: int, positions: Sequence[int]) -> list[int]:
+        """The number of the sentence of ``field`` each token position is in."""
+        starts = self._sentences[field]
+        if starts is None:
+            text = self.document.title if field == TITLE else self.document.text
+            starts = self._sentences[field] = sentence_starts(text)
+        if len(starts) == 1:
+            return [0] * len(positions)
+        return [bisect_right(starts, pos) - 1 for pos in positions]
 
     def weight(self, field: int, pos: int) -> float:
         """How much one mention at token ``pos`` of ``field`` says about what the article is about."""
@@ -119,87 +391,171 @@ class PreparedDocument:
 
 
 def prepare(doc: Document) -> PreparedDocument:
-    """Tokenise and index ``doc`` once, for evaluation against every topic."""
+    """Tokenise ``doc`` once, for evaluation against every topic."""
     return PreparedDocument(doc)
 
 
-class _Hit(NamedTuple):
-    column: int  # of the term in the query: identifies it and orders ``matched``
-    source: str
+class _Found(NamedTuple):
+    """Occurrences of one term in one field that made a query true: all of them, or the close ones under
+    NEAR and SENTENCE."""
+
+    term: Term
     field: int
-    start: int
-    end: int  # exclusive token position
-    weight: float
+    starts: Sequence[int]
 
 
 class _Res(NamedTuple):
     score: float | None  # None: true, but without evidence of its own (NOT, field filters)
-    hits: list[_Hit]
+    found: list[_Found]
 
 
-def _evidence(hits: Sequence[_Hit]) -> float:
-    """Noisy-OR of one term's mentions, heaviest first, each later one discounted by ``REPEAT``."""
+def _mention_weights(doc: PreparedDocument, field: int, starts: Sequence[int]) -> list[float]:
+    """The weight of each mention: occurrences within ``SAME_BREATH`` words of the previous are one mention.
+
+    Weights never grow along a field, so its first ``MAX_MENTIONS`` mentions are its heaviest; the rest
+    would not count.
+    """
     weights: list[float] = []
-    last: tuple[int, int] | None = None
-    for h in sorted(hits, key=lambda h: (h.field, h.start)):
-        if last is not None and last[0] == h.field and h.start - last[1] <= SAME_BREATH:
-            weights[-1] = max(weights[-1], h.weight)
-        else:
-            weights.append(h.weight)
-        last = (h.field, h.start)
+    last = -SAME_BREATH - 1
+    for s in starts:
+        if s - last > SAME_BREATH:
+            if len(weights) == MAX_MENTIONS:
+                break
+            weights.append(doc.weight(field, s))
+        last = s
+    return weights
+
+
+def _evidence(weights: list[float]) -> float:
+    """Noisy-OR of one term's mentions, heaviest first, each later one discounted by ``REPEAT``."""
     weights.sort(reverse=True)
     miss = 1.0
-    for k, w in enumerate(weights[:16]):
+    for k, w in enumerate(weights[:MAX_MENTIONS]):
         miss *= 1.0 - w * REPEAT**k
     return 1.0 - miss
 
 
-def _best_term_evidence(hits: Sequence[_Hit]) -> float:
-    by_term: dict[int, list[_Hit]] = {}
-    for h in hits:
-        by_term.setdefault(h.column, []).append(h)
-    return max(_evidence(hs) for hs in by_term.values())
+def _best_evidence(found: list[_Found], doc: PreparedDocument) -> float:
+    """The evidence of the strongest term among ``found``, counting only the occurrences listed."""
+    by_term: dict[int, list[_Found]] = {}
+    for f in sorted(found, key=lambda f: f.field):
+        by_term.setdefault(f.term.order, []).append(f)
+    return max(
+        _evidence([w for f in term_found for w in _mention_weights(doc, f.field, f.starts)])
+        for term_found in by_term.values()
+    )
 
 
-def _term_hits(term: Term, doc: PreparedDocument, fields: tuple[int, ...]) -> list[_Hit]:
-    k = len(term.tokens)
-    col, src = term.column, term.source
-    return [_Hit(col, src, f, s, s + k, doc.weight(f, s)) for f in fields for s in doc.find(term, f)]
+def _term(node: Term, doc: PreparedDocument, fields: tuple[int, ...]) -> _Res | None:
+    found = [_Found(node, f, starts) for f in fields if (starts := doc.find(node, f))]
+    return _Res(doc.evidence(node, fields), found) if found else None
 
 
-def _literal_hits(node: Node, doc: PreparedDocument, fields: tuple[int, ...]) -> list[_Hit]:
+def _literal(node: Node, doc: PreparedDocument, fields: tuple[int, ...]) -> list[_Found]:
+    """Every occurrence of the terms of a literal (a term, or terms in OR groups and aliases)."""
     if isinstance(node, Term):
-        return _term_hits(node, doc, fields)
-    assert isinstance(node, Or)  # the parser allows only terms and OR-groups of them around NEAR
-    return [h for c in node.children for h in _literal_hits(c, doc, fields)]
+        return [_Found(node, f, starts) for f in fields if (starts := doc.find(node, f))]
+    if isinstance(node, Alias):
+        return _literal(node.child, doc, fields)
+    assert isinstance(node, Or)  # the parser allows only literals around NEAR and in SENTENCE
+    return [f for c in node.children for f in _literal(c, doc, fields)]
 
 
 def _near(node: Near, doc: PreparedDocument, fields: tuple[int, ...]) -> _Res | None:
-    left, right = _literal_hits(node.left, doc, fields), _literal_hits(node.right, doc, fields)
-    if not left or not right:
+    """Occurrences of the two sides at most ``distance`` words apart (1: adjacent), in either order."""
+    lefts = _literal(node.left, doc, fields)
+    if not lefts:
+        return None
+    rights = _literal(node.right, doc, fields)
+    if not rights:
         return None
     n = node.distance
-    keep_left: set[_Hit] = set()
-    keep_right: set[_Hit] = set()
+    kept: dict[int, set[int]] = {}  # index into lefts + rights -> the starts kept
     closest = n + 1
-    longest = max(h.end - h.start for h in right)
-    for f in fields:
-        rights = sorted((h for h in right if h.field == f), key=lambda h: h.start)
-        starts = [h.start for h in rights]
-        for lh in (h for h in left if h.field == f):
-            for rh in rights[bisect_left(starts, lh.start - n - longest) :]:
-                if rh.start > lh.end - 1 + n:
-                    break
-                gap = max(rh.start - (lh.end - 1), lh.start - (rh.end - 1))
-                if 1 <= gap <= n:
-                    keep_left.add(lh)
-                    keep_right.add(rh)
-                    closest = min(closest, gap)
-    if not keep_left:
+    for i, left in enumerate(lefts):
+        last_left = len(left.term.tokens) - 1
+        for j, right in enumerate(rights, len(lefts)):
+            if right.field != left.field:
+                continue
+            last_right = len(right.term.tokens) - 1
+            starts = right.starts
+            for ls in left.starts:
+                for k in range(bisect_left(starts, ls - n - last_right), len(starts)):
+                    rs = starts[k]
+                    if rs > ls + last_left + n:
+                        break
+                    gap = max(rs - (ls + last_left), ls - (rs + last_right))
+                    if 1 <= gap <= n:
+                        kept.setdefault(i, set()).add(ls)
+                        kept.setdefault(j, set()).add(rs)
+                        closest = min(closest, gap)
+    if not kept:
         return None
-    base = min(_best_term_evidence(list(keep_left)), _best_term_evidence(list(keep_right)))
+    sides = [*lefts, *rights]
+    close = {i: _Found(sides[i].term, sides[i].field, sorted(starts)) for i, starts in kept.items()}
+    base = min(
+        _best_evidence([f for i, f in close.items() if i < len(lefts)], doc),
+        _best_evidence([f for i, f in close.items() if i >= len(lefts)], doc),
+    )
     score = min(1.0, base + NEAR_BONUS * (n - closest + 1) / n)
-    return _Res(score, sorted(keep_left | keep_right, key=lambda h: (h.field, h.start)))
+    return _Res(score, list(close.values()))
+
+
+def _sentence(node: Sentence, doc: PreparedDocument, fields: tuple[int, ...]) -> _Res | None:
+    """All operands in one sentence; scored like NEAR, the closeness being the tightest such sentence's."""
+    operands: list[list[_Found]] = []
+    for child in node.children:
+        found = _literal(child, doc, fields)
+        if not found:
+            return None
+        operands.append(found)
+    kept: list[list[_Found]] = [[] for _ in operands]
+    tightest = math.inf
+    for place in fields:
+        numbered = [
+            [(f, doc.sentences(place, f.starts)) for f in found if f.field == place] for found in operands
+        ]
+        # per operand: sentence number -> (first token, last token) of its occurrences there
+        by_sentence: list[dict[int, list[tuple[int, int]]]] = []
+        for found_numbers in numbered:
+            sentences: dict[int, list[tuple[int, int]]] = {}
+            for f, numbers in found_numbers:
+                last = len(f.term.tokens) - 1
+                for s, number in zip(f.starts, numbers, strict=True):
+                    sentences.setdefault(number, []).append((s, s + last))
+            by_sentence.append(sentences)
+        shared = set(by_sentence[0]).intersection(*by_sentence[1:])
+        for number in shared:
+            tightest = min(tightest, _narrowest_window([sentences[number] for sentences in by_sentence]))
+        for i, found_numbers in enumerate(numbered):
+            for f, numbers in found_numbers:
+                inside = [s for s, number in zip(f.starts, numbers, strict=True) if number in shared]
+                if inside:
+                    kept[i].append(_Found(f.term, place, inside))
+    if not kept[0]:
+        return None
+    base = min(_best_evidence(found, doc) for found in kept)
+    gap = max(1.0, tightest / (len(operands) - 1))
+    bonus = NEAR_BONUS * max(0.0, (SENTENCE_REACH - gap + 1) / SENTENCE_REACH)
+    return _Res(min(1.0, base + bonus), [f for found in kept for f in found])
+
+
+def _narrowest_window(groups: list[list[tuple[int, int]]]) -> float:
+    """Words between the first and the last of the closest choice of one occurrence per group (1: adjacent);
+    occurrences are (first token, last token)."""
+    marks = sorted((first, last, i) for i, occurrences in enumerate(groups) for first, last in occurrences)
+    need, have = len(groups), [0] * len(groups)
+    covered, best, lo = 0, math.inf, 0
+    for start, _, i in marks:
+        have[i] += 1
+        covered += have[i] == 1
+        while covered == need:
+            best = min(best, start - marks[lo][1])
+            j = marks[lo][2]
+            have[j] -= 1
+            covered -= have[j] == 0
+            lo += 1
+    return best
 
 
 def _site_host(value: str) -> str:
@@ -222,31 +578,34 @@ def _field_ok(node: FieldFilter, doc: Document) -> bool:
 
 
 def _eval(node: Node, doc: PreparedDocument, fields: tuple[int, ...]) -> _Res | None:
-    """The node's truth (None when false), its evidence and the hits that made it true."""
+    """The node's truth (None when false), its evidence and the occurrences that made it true."""
     if isinstance(node, Term):
-        hits = _term_hits(node, doc, fields)
-        return _Res(_evidence(hits), hits) if hits else None
+        return _term(node, doc, fields)
     if isinstance(node, And):
         scores: list[float] = []
-        hits = []
+        found: list[_Found] = []
         for c in node.children:
             r = _eval(c, doc, fields)
             if r is None:
                 return None
             if r.score is not None:
                 scores.append(r.score)
-            hits += r.hits
-        return _Res(min(scores) if scores else None, hits)
+            found += r.found
+        return _Res(min(scores) if scores else None, found)
     if isinstance(node, Or):
         results = [r for r in (_eval(c, doc, fields) for c in node.children) if r is not None]
         if not results:
             return None
         scored = [r.score for r in results if r.score is not None]
-        return _Res(max(scored) if scored else None, [h for r in results for h in r.hits])
+        return _Res(max(scored) if scored else None, [f for r in results for f in r.found])
+    if isinstance(node, Alias):
+        return _eval(node.child, doc, fields)
     if isinstance(node, Not):
         return _Res(None, []) if _eval(node.child, doc, fields) is None else None
     if isinstance(node, Near):
         return _near(node, doc, fields)
+    if isinstance(node, Sentence):
+        return _sentence(node, doc, fields)
     if isinstance(node, InTitle):
         return _eval(node.child, doc, _TITLE_ONLY)
     return _Res(None, []) if _field_ok(node, doc.document) else None
@@ -257,28 +616,50 @@ def evaluate(query: CompiledQuery, doc: PreparedDocument) -> Match | None:
     res = _eval(query.root, doc, _BOTH)
     if res is None:
         return None
-    score = round(min(1.0, max(0.0, res.score or 0.0)), 3)
-    matched = list(dict.fromkeys(h.source for h in sorted(res.hits, key=lambda h: h.column)))
-    return Match(score, matched, _snippet(doc, res.hits))
+    return Match(round(min(1.0, max(0.0, res.score or 0.0)), 3), res.found, doc)
+
+
+def _explain(found: list[_Found]) -> list[Clause]:
+    """One clause per matched term (the same term written twice is one), in query order."""
+    by_source: dict[str, tuple[list[Sequence[int]], list[Sequence[int]]]] = {}
+    for f in sorted(found, key=lambda f: f.term.order):
+        by_source.setdefault(f.term.source, ([], []))[f.field].append(f.starts)
+    return [Clause(source, _count(title), _count(body)) for source, (title, body) in by_source.items()]
+
+
+def _count(occurrences: list[Sequence[int]]) -> int:
+    if len(occurrences) < 2:
+        return len(occurrences[0]) if occurrences else 0
+    return len(set().union(*occurrences))
 
 
 _SPACE_RE = re.compile(r"\s")
 
 
-def _snippet(doc: PreparedDocument, hits: list[_Hit]) -> str:
-    """About ``SNIPPET_WIDTH`` characters of the original body (title if no body hit) around the best hit."""
-    field = BODY if any(h.field == BODY for h in hits) else TITLE
+def _snippet(doc: PreparedDocument, found: list[_Found]) -> str:
+    """About ``SNIPPET_WIDTH`` characters of the original body (title if no body hit) around the best hit:
+    of the first hits, the one with the most different terms around it."""
+    field = BODY if any(f.field == BODY for f in found) else TITLE
     text = doc.document.text if field == BODY else doc.document.title
-    spans = doc.spans[field]
-    found = sorted({(spans[h.start][0], spans[h.end - 1][1], h.column) for h in hits if h.field == field})
-    if not found:
+    spans = doc.spans(field)
+    hits = sorted(
+        {
+            (spans[s][0], spans[s + len(f.term.tokens) - 1][1], f.term.order)
+            for f in found
+            if f.field == field
+            for s in f.starts
+        }
+    )
+    if not hits:
         return " ".join(text[:SNIPPET_WIDTH].split())
     half = SNIPPET_WIDTH // 2
+    starts = [h[0] for h in hits]
 
-    def variety(c: tuple[int, int, int]) -> tuple[int, int]:
-        return len({col for s, _, col in found if abs(s - c[0]) <= half}), -c[0]
+    def variety(i: int) -> tuple[int, int]:
+        around = hits[bisect_left(starts, starts[i] - half) : bisect_right(starts, starts[i] + half)]
+        return len({order for _, _, order in around}), -starts[i]
 
-    a, b, _ = max(found[:64], key=variety)
+    a, b, _ = hits[max(range(min(len(hits), 64)), key=variety)]
     start = max(0, (a + b) // 2 - half)
     end = min(len(text), start + SNIPPET_WIDTH)
     start = min(max(0, end - SNIPPET_WIDTH), a)
@@ -291,7 +672,7 @@ def _snippet(doc: PreparedDocument, hits: list[_Hit]) -> str:
         end = cut if cut >= 0 else end
     parts: list[str] = []
     pos = start
-    for s, e in _merge((s, e) for s, e, _ in found if s >= start and e <= end):
+    for s, e in _merge((s, e) for s, e, _ in hits if s >= start and e <= end):
         parts += [text[pos:s], "«", text[s:e], "»"]
         pos = e
     parts.append(text[pos:end])
