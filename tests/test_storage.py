@@ -149,3 +149,39 @@ def test_storage_errors_are_wrapped(tmp_path):
 
     with pytest.raises(StorageError, match="no such table"):
         storage.topics()
+
+
+def test_migrations_go_down_and_up_with_data_in_the_tables(storage):
+    from monitor.storage.engine import downgrade
+
+    storage.sync_feeds([FeedConfig(name="a", url="https://a.example/rss")], NOW)
+    [feed] = storage.feeds_due(NOW)
+    storage.record_poll(
+        feed.id,
+        status=200,
+        title=None,
+        etag=None,
+        last_modified=None,
+        final_url="x",
+        articles=[_entry("1", "https://x.example/1")],
+        now=NOW,
+        next_poll_at=NOW,
+    )
+    topic = storage.add_topic("t", "xi", 0.3, NOW, languages=["en"])
+    storage.set_alias("xi", "xi OR 习近平", NOW)
+    [item] = storage.articles_to_process(NOW)
+    extracted = ExtractedArticle("Xi", "body", None, None, "en", None, "page")
+    match = TopicMatch(topic.id, 1, 0.5, ["xi"], "«xi»", [{"term": "xi", "title": 1, "body": 0}])
+    storage.save_article(item.id, extracted=extracted, matches=[match], fetch_error=None, now=NOW)
+
+    downgrade(storage.engine, "0001")
+    assert current_revision(storage.engine) == "0001"
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM hits").scalar() == 1
+    upgrade(storage.engine)
+    if storage.engine.dialect.name == "sqlite":
+        with storage.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    [hit] = storage.hits()
+    assert hit.title == "Xi" and hit.explanation == []  # the column came back empty, the hit survived
+    assert storage.get_topic("t").languages == () and storage.aliases() == {}

@@ -2,18 +2,22 @@
 
 from monitor.storage.engine import ensure_current, make_engine, upgrade
 from monitor.storage.storage import (
+    ArchivedArticle,
     FeedStatus,
     HitView,
     NewArticle,
     Storage,
+    StoredHit,
     TopicSpec,
 )
 
 __all__ = [
+    "ArchivedArticle",
     "FeedStatus",
     "HitView",
     "NewArticle",
     "Storage",
+    "StoredHit",
     "TopicSpec",
     "ensure_current",
     "make_engine",

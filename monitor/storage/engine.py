@@ -91,3 +91,11 @@ def ensure_current(engine: sa.Engine) -> None:
 
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0]
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (for rolling back a release)."""
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"downgrading {engine.url!r} failed: {_short(exc)}") from None

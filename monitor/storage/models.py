@@ -41,6 +41,10 @@ def _text(*, nullable: bool = True) -> Any:
     return Field(default=None, sa_column=sa.Column(sa.Text(), nullable=nullable))
 
 
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False, server_default="[]"))
+
+
 class Feed(SQLModel, table=True):
     """A feed from feeds.yaml, with its polling state (the scheduler keeps none of its own)."""
 
@@ -115,6 +119,24 @@ class Topic(SQLModel, table=True):
     query: str = _text(nullable=False)
     min_score: float
     version: int = 1
+    #: only articles in these languages (ISO codes; empty: any)
+    languages: list[str] = _json_list()
+    #: only articles from these feeds (names from feeds.yaml; empty: any)
+    feeds: list[str] = _json_list()
+    #: only articles from these sites (host names, subdomains included; empty: any)
+    sites: list[str] = _json_list()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Alias(SQLModel, table=True):
+    """A named query fragment, used in topics as ``@name``."""
+
+    __tablename__ = "aliases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    query: str = _text(nullable=False)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -131,6 +153,8 @@ class Hit(SQLModel, table=True):
     topic_version: int
     score: float
     matched: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False))
+    #: per matched term: {"term": as written, "title": occurrences in title, "body": occurrences in body}
+    explanation: list[dict[str, Any]] = _json_list()
     snippet: str = _text(nullable=False)
     created_at: datetime = _ts(index=True)
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from monitor.config import FeedConfig, SubscriptionConfig
 from monitor.errors import AlreadyExistsError, NotFoundError, StorageError
-from monitor.storage.models import Article, Digest, DigestItem, Entry, Feed, Hit, Subscription, Topic
+from monitor.storage.models import Alias, Article, Digest, DigestItem, Entry, Feed, Hit, Subscription, Topic
 from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
 
 #: article states, in the order an article moves through them
@@ -51,6 +51,29 @@ class TopicSpec:
     version: int
     created_at: datetime
     updated_at: datetime
+    languages: tuple[str, ...] = ()
+    feeds: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedArticle:
+    """A processed article, as a backtest re-matches it."""
+
+    id: int
+    url: str
+    title: str
+    text: str
+    language: str | None
+    feed: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHit:
+    id: int
+    score: float
+    #: a sent digest carried it
+    delivered: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +108,8 @@ class HitView:
     snippet: str
     text_source: str | None
     created_at: datetime
+    explanation: list[dict[str, Any]]
+    topic_version: int
 
 
 class Storage:
@@ -385,18 +410,100 @@ class Storage:
                 )
             hit.topic_version, hit.score = match.topic_version, match.score
             hit.matched, hit.snippet = list(match.matched), match.snippet
+            hit.explanation = [dict(clause) for clause in match.explanation]
             session.add(hit)
 
     # -- topics --------------------------------------------------------------------------------------
 
-    def add_topic(self, name: str, query: str, min_score: float, now: datetime) -> TopicSpec:
+    def add_topic(
+        self,
+        name: str,
+        query: str,
+        min_score: float,
+        now: datetime,
+        *,
+        languages: Sequence[str] = (),
+        feeds: Sequence[str] = (),
+        sites: Sequence[str] = (),
+    ) -> TopicSpec:
         with self._session() as session:
             if session.exec(select(Topic).where(Topic.name == name)).first() is not None:
                 raise AlreadyExistsError("topic", name)
-            topic = Topic(name=name, query=query, min_score=min_score, created_at=now, updated_at=now)
+            topic = Topic(
+                name=name,
+                query=query,
+                min_score=min_score,
+                languages=list(languages),
+                feeds=list(feeds),
+                sites=list(sites),
+                created_at=now,
+                updated_at=now,
+            )
             session.add(topic)
             session.flush()
             return self._topic_spec(topic)
+
+    def edit_topic(
+        self,
+        name: str,
+        now: datetime,
+        *,
+        query: str | None = None,
+        min_score: float | None = None,
+        languages: Sequence[str] | None = None,
+        feeds: Sequence[str] | None = None,
+        sites: Sequence[str] | None = None,
+    ) -> TopicSpec:
+        """Change a topic; any change bumps its version, which the hits it produces from now on record."""
+        with self._session() as session:
+            topic = self._topic(session, name)
+            before = self._topic_spec(topic)
+            if query is not None:
+                topic.query = query
+            if min_score is not None:
+                topic.min_score = min_score
+            for field, value in (("languages", languages), ("feeds", feeds), ("sites", sites)):
+                if value is not None:
+                    setattr(topic, field, list(value))
+            if self._topic_spec(topic) != before:
+                topic.version += 1
+                topic.updated_at = now
+            session.add(topic)
+            return self._topic_spec(topic)
+
+    def bump_topic_versions(self, names: Sequence[str], now: datetime) -> None:
+        """Mark topics changed (an alias they use was redefined)."""
+        with self._session() as session:
+            for topic in session.exec(select(Topic).where(col(Topic.name).in_(list(names)))).all():
+                topic.version += 1
+                topic.updated_at = now
+                session.add(topic)
+
+    # -- aliases -------------------------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias: name → query text."""
+        with self._session() as session:
+            return {a.name: a.query for a in session.exec(select(Alias).order_by(col(Alias.name))).all()}
+
+    def set_alias(self, name: str, query: str, now: datetime) -> bool:
+        """Define or redefine an alias; returns True when it is new."""
+        with self._session() as session:
+            alias = session.exec(select(Alias).where(Alias.name == name)).first()
+            created = alias is None
+            if alias is None:
+                alias = Alias(name=name, query=query, created_at=now, updated_at=now)
+            else:
+                alias.query, alias.updated_at = query, now
+            session.add(alias)
+            return created
+
+    def remove_alias(self, name: str) -> None:
+        with self._session() as session:
+            alias = session.exec(select(Alias).where(Alias.name == name)).first()
+            if alias is None:
+                raise NotFoundError("alias", name)
+            session.delete(alias)
 
     def remove_topic(self, name: str) -> None:
         """Delete a topic and its hits (and their places in past digests)."""
@@ -437,6 +544,9 @@ class Storage:
             version=t.version,
             created_at=t.created_at,
             updated_at=t.updated_at,
+            languages=tuple(t.languages),
+            feeds=tuple(t.feeds),
+            sites=tuple(t.sites),
         )
 
     # -- hits ----------------------------------------------------------------------------------------
@@ -478,7 +588,82 @@ class Storage:
             snippet=hit.snippet,
             text_source=article.text_source,
             created_at=hit.created_at,
+            explanation=list(hit.explanation),
+            topic_version=hit.topic_version,
         )
+
+    def get_hit(self, hit_id: int) -> HitView:
+        with self._session() as session:
+            row = session.exec(self._hit_query().where(Hit.id == hit_id)).first()
+            if row is None:
+                raise NotFoundError("hit", str(hit_id))
+            return self._hit_view(*row)
+
+    # -- backtests -----------------------------------------------------------------------------------
+
+    def count_archived_articles(self, since: datetime | None) -> int:
+        query = select(sa.func.count()).select_from(Article).where(Article.state == MATCHED)
+        if since is not None:
+            query = query.where(col(Article.discovered_at) >= since)
+        with self._session() as session:
+            return int(session.exec(query).one())
+
+    def archived_articles(
+        self, since: datetime | None, *, batch: int = 500
+    ) -> Iterator[list[ArchivedArticle]]:
+        """Processed articles (discovered at or after ``since``), in batches of plain values, oldest first."""
+        last_id = 0
+        while True:
+            query = (
+                select(Article, Feed.name)
+                .join(Feed, col(Feed.id) == Article.feed_id)
+                .where(Article.state == MATCHED, col(Article.id) > last_id)
+                .order_by(col(Article.id))
+                .limit(batch)
+            )
+            if since is not None:
+                query = query.where(col(Article.discovered_at) >= since)
+            with self._session() as session:
+                rows = session.exec(query).all()
+            if not rows:
+                return
+            last_id = rows[-1][0].id or 0
+            yield [
+                ArchivedArticle(
+                    id=a.id or 0,
+                    url=a.url,
+                    title=a.title,
+                    text=a.text or a.feed_summary,
+                    language=a.language,
+                    feed=feed,
+                )
+                for a, feed in rows
+            ]
+
+    def topic_hits(self, topic_id: int) -> dict[int, StoredHit]:
+        """The stored hits of a topic by article id, with whether a sent digest carried them."""
+        delivered = (
+            select(DigestItem.hit_id)
+            .join(Digest, col(Digest.id) == DigestItem.digest_id)
+            .where(Digest.status == DIGEST_SENT)
+        )
+        query = select(Hit, col(Hit.id).in_(delivered)).where(Hit.topic_id == topic_id)
+        with self._session() as session:
+            return {
+                h.article_id: StoredHit(id=h.id or 0, score=h.score, delivered=bool(sent))
+                for h, sent in session.exec(query).all()
+            }
+
+    def apply_backtest(
+        self, topic_id: int, *, matches: dict[int, TopicMatch], remove: Sequence[int], now: datetime
+    ) -> None:
+        """Store or refresh the hits of re-matched articles and delete hits that no longer match, at once."""
+        with self._session() as session:
+            if remove:
+                session.execute(sa.delete(DigestItem).where(col(DigestItem.hit_id).in_(list(remove))))
+                session.execute(sa.delete(Hit).where(col(Hit.id).in_(list(remove))))
+            for article_id, match in matches.items():
+                self._store_hits(session, article_id, [match], now)
 
     # -- subscriptions and digests -------------------------------------------------------------------
 
