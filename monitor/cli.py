@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor import demo as demo_module
+from monitor import watchlist
 from monitor.config import (
     MonitorConfig,
     Settings,
@@ -33,7 +34,7 @@ from monitor.extract import extract_page
 from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline, RunReport, utc_now
 from monitor.scheduler import DEFAULT_TICK_SECONDS, Daemon
-from monitor.storage import HitView, Storage, ensure_current, make_engine, upgrade
+from monitor.storage import HitView, Storage, TopicSpec, ensure_current, make_engine, upgrade
 from monitor.storage.engine import current_revision, head_revision
 from monitor.topics import Document, compile_query, evaluate, prepare
 
@@ -51,11 +52,15 @@ feeds_app = typer.Typer(help="Feeds from feeds.yaml and their polling state.", n
 topics_app = typer.Typer(help="Watch topics: what to look for.", no_args_is_help=True)
 hits_app = typer.Typer(help="Articles that matched a topic.", no_args_is_help=True)
 digest_app = typer.Typer(help="Digests of hits, by subscription.", no_args_is_help=True)
+aliases_app = typer.Typer(
+    help="Aliases: named query fragments, used in topics as @name.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(topics_app, name="topics")
 app.add_typer(hits_app, name="hits")
 app.add_typer(digest_app, name="digest")
+app.add_typer(aliases_app, name="aliases")
 
 console = Console()
 errors = Console(stderr=True)
@@ -261,23 +266,134 @@ def feeds_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
 # -- topics ------------------------------------------------------------------------------------------------
 
 
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip().lower() for part in value.split(",") if part.strip()]
+
+
+LangOption = Annotated[str | None, typer.Option("--lang", help="Only these languages, e.g. en,ru,zh.")]
+FeedsOption = Annotated[
+    str | None, typer.Option("--feeds", help="Only these feeds (names), comma-separated.")
+]
+SitesOption = Annotated[
+    str | None, typer.Option("--sites", help="Only these sites (hosts), comma-separated.")
+]
+MinScoreOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Hits below this score are dropped.")]
+
+
 @topics_app.command("add")
 @handle_errors
 def topics_add(
     ctx: typer.Context,
     name: str,
     query: str,
-    min_score: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Hits below this score are dropped.")
-    ] = DEFAULT_MIN_SCORE,
+    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
+    lang: LangOption = None,
+    feeds: FeedsOption = None,
+    sites: SitesOption = None,
 ) -> None:
-    """Add a watch topic. The query is checked before it is stored.
+    """Add a watch topic. The query is checked (with the aliases) before it is stored.
 
-    Example: monitor topics add xi-putin '(xi OR "xi jinping") AND putin*' --min-score 0.3
+    Example: monitor topics add xi-putin '@xi AND @putin AND (talks OR meet*)' --min-score 0.4 --lang en,ru
     """
-    compile_query(query)
-    topic = _state(ctx).storage().add_topic(name, query, min_score, utc_now())
-    console.print(f"added topic {topic.name!r}: {topic.query}  (min score {topic.min_score})")
+    topic = watchlist.add_topic(
+        _state(ctx).storage(),
+        name,
+        query,
+        min_score,
+        utc_now(),
+        languages=_csv(lang) or (),
+        feeds=_csv(feeds) or (),
+        sites=_csv(sites) or (),
+    )
+    console.print(
+        f"added topic {topic.name!r}: {topic.query}  (min score {topic.min_score})", highlight=False
+    )
+
+
+@topics_app.command("edit")
+@handle_errors
+def topics_edit(
+    ctx: typer.Context,
+    name: str,
+    query: Annotated[str | None, typer.Argument(help="The new query (default: unchanged).")] = None,
+    min_score: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="New minimum score.")] = None,
+    lang: LangOption = None,
+    feeds: FeedsOption = None,
+    sites: SitesOption = None,
+) -> None:
+    """Change a topic's query, minimum score or limits; its version goes up (hits record the version).
+
+    Example: monitor topics edit xi-putin '@xi AND @putin AND SENTENCE(@xi, @putin)' --min-score 0.5
+    """
+    topic = watchlist.edit_topic(
+        _state(ctx).storage(),
+        name,
+        utc_now(),
+        query=query,
+        min_score=min_score,
+        languages=_csv(lang),
+        feeds=_csv(feeds),
+        sites=_csv(sites),
+    )
+    console.print(f"topic {topic.name!r} is now version {topic.version}: {topic.query}", highlight=False)
+    console.print(f"re-match stored articles with: monitor topics backtest {topic.name}", highlight=False)
+
+
+@topics_app.command("backtest")
+@handle_errors
+def topics_backtest(
+    ctx: typer.Context,
+    name: str,
+    since: Annotated[
+        str | None, typer.Option(help="Only articles stored within this long, e.g. 30d.")
+    ] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Store the changes (default: only report).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-match stored articles against a topic as it is now; report what would be added and removed.
+
+    Example: monitor topics backtest xi-putin --since 30d --apply
+    """
+    cutoff = _since(since)
+    with progress_bar() as progress:
+        report = watchlist.backtest(
+            _state(ctx).storage(), name, since=cutoff, now=utc_now(), apply=apply, progress=progress
+        )
+    if as_json:
+        _print_json(
+            {
+                "topic": name,
+                "version": report.topic.version,
+                "articles": report.articles,
+                "applied": report.applied,
+                "kept_delivered": report.kept_delivered,
+                "still_matching": len(report.still_matching),
+                "added": [
+                    {"url": a.url, "title": a.title, "score": m.score} for a, m in report.added.values()
+                ],
+                "removed": [{"url": a.url, "title": a.title, "score": h.score} for a, h in report.removed],
+            }
+        )
+        return
+    verb = "added" if report.applied else "would be added"
+    console.print(
+        f"{report.articles} stored articles re-matched against {name!r} (version {report.topic.version})"
+    )
+    console.print(
+        f"{len(report.added)} {verb}, {len(report.removed)} {verb.replace('added', 'removed')}, "
+        f"{len(report.still_matching)} still matching, {report.kept_delivered} no longer matching "
+        "but kept (already delivered)",
+        highlight=False,
+    )
+    table = Table("change", "score", "title", "url")
+    for article, match in report.added.values():
+        table.add_row("[green]+[/]", f"{match.score:.2f}", article.title, article.url)
+    for article, hit in report.removed:
+        table.add_row("[red]-[/]", f"{hit.score:.2f}", article.title, article.url)
+    if table.rows:
+        console.print(table)
+    if not report.applied and (report.added or report.removed):
+        console.print("nothing changed yet: run again with --apply to store this")
 
 
 @topics_app.command("list")
@@ -292,9 +408,11 @@ def topics_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
     if as_json:
         _print_json([{**asdict(t), "hits": counts.get(t.name, 0)} for t in topics])
         return
-    table = Table("topic", "query", "min score", "version", "hits")
+    table = Table("topic", "query", "min score", "limits", "version", "hits")
     for t in topics:
-        table.add_row(t.name, t.query, f"{t.min_score:.2f}", str(t.version), str(counts.get(t.name, 0)))
+        table.add_row(
+            t.name, t.query, f"{t.min_score:.2f}", _limits(t), str(t.version), str(counts.get(t.name, 0))
+        )
     console.print(table)
 
 
@@ -309,7 +427,14 @@ def topics_show(ctx: typer.Context, name: str) -> None:
     topic = storage.get_topic(name)
     console.print(f"[bold]{topic.name}[/] (version {topic.version}, min score {topic.min_score:.2f})")
     console.print(f"query: {topic.query}", highlight=False)
-    console.print(f"terms: {', '.join(compile_query(topic.query).terms())}", highlight=False)
+    compiled = compile_query(topic.query, aliases=storage.aliases())
+    console.print(f"terms: {', '.join(compiled.terms())}", highlight=False)
+    if compiled.aliases_used:
+        console.print(
+            f"aliases: {', '.join('@' + a for a in sorted(compiled.aliases_used))}", highlight=False
+        )
+    if limits := _limits(topic):
+        console.print(f"limits: {limits}", highlight=False)
     _print_hits(storage.hits(topic=name, limit=10))
 
 
@@ -339,15 +464,15 @@ def topics_test(
     """
     if [url, file, text].count(None) != 2:
         raise typer.BadParameter("give exactly one of --url, --file, --text")
-    compiled = compile_query(query)
+    state = _state(ctx)
+    compiled = compile_query(query, aliases=_aliases_if_any(state))
     title, body = "", text or ""
     if url is not None:
-        title, body = _fetch_for_test(_state(ctx), url)
+        title, body = _fetch_for_test(state, url)
     elif file is not None:
         content = file.read_bytes()
-        article = (
-            extract_page(content, url=file.resolve().as_uri()) if file.suffix in (".html", ".htm") else None
-        )
+        is_html = file.suffix in (".html", ".htm")
+        article = extract_page(content, url=file.resolve().as_uri()) if is_html else None
         title, body = (article.title, article.text) if article else ("", content.decode("utf-8", "replace"))
     found = evaluate(compiled, prepare(Document(title=title, text=body)))
     if title:
@@ -355,10 +480,24 @@ def topics_test(
     if found is None:
         console.print("[yellow]no match[/]")
         raise typer.Exit(1)
-    console.print(
-        f"[green]match[/], score {found.score:.2f}; matched: {', '.join(found.matched)}", highlight=False
-    )
-    console.print(f"snippet: {found.snippet}", highlight=False)
+    console.print(f"[green]match[/], score {found.score:.2f}", highlight=False)
+    _print_explanation([asdict(c) for c in found.explanation], found.snippet)
+
+
+def _aliases_if_any(state: State) -> dict[str, str]:
+    """The stored aliases, or none when there is no database yet (testing a query needs no database)."""
+    try:
+        return state.storage().aliases()
+    except MonitorError:
+        return {}
+
+
+def _print_explanation(explanation: list[dict[str, Any]], snippet: str) -> None:
+    table = Table("matched term", "in title", "in body")
+    for clause in explanation:
+        table.add_row(str(clause["term"]), str(clause["title"]), str(clause["body"]))
+    console.print(table)
+    console.print(f"snippet: {snippet}", highlight=False)
 
 
 def _fetch_for_test(state: State, url: str) -> tuple[str, str]:
@@ -391,11 +530,7 @@ def hits_list(
 
     Example: monitor hits list --topic xi-putin --since 24h --json
     """
-    try:
-        cutoff = utc_now() - parse_duration(since) if since else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
-    hits = _state(ctx).storage().hits(topic=topic, since=cutoff)
+    hits = _state(ctx).storage().hits(topic=topic, since=_since(since))
     if as_json:
         _print_json(
             [
@@ -411,12 +546,103 @@ def hits_list(
                     "snippet": h.snippet,
                     "text_source": h.text_source,
                     "stored": h.created_at,
+                    "explanation": h.explanation,
                 }
                 for h in hits
             ]
         )
         return
     _print_hits(hits)
+
+
+@hits_app.command("show")
+@handle_errors
+def hits_show(ctx: typer.Context, hit_id: int) -> None:
+    """Show one hit and why it matched: the terms, where they occurred, and the snippet.
+
+    Example: monitor hits show 42
+    """
+    hit = _state(ctx).storage().get_hit(hit_id)
+    console.print(f"[bold]{hit.title}[/]", highlight=False)
+    console.print(
+        f"{hit.url}\n{hit.source} · {_when(hit.published)} · topic {hit.topic} "
+        f"(version {hit.topic_version}) · score {hit.score:.2f}",
+        highlight=False,
+    )
+    if hit.text_source == "feed":
+        console.print("matched on the feed's summary: the page could not be read")
+    _print_explanation(hit.explanation, hit.snippet)
+
+
+def _since(value: str | None) -> datetime | None:
+    try:
+        return utc_now() - parse_duration(value) if value else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+
+
+# -- aliases -----------------------------------------------------------------------------------------------
+
+
+@aliases_app.command("add")
+@handle_errors
+def aliases_add(ctx: typer.Context, name: str, query: str) -> None:
+    """Define an alias, or redefine it: every topic using @NAME changes with it (and its version goes up).
+
+    Example: monitor aliases add xi 'xi OR "xi jinping" OR 习近平 OR "си цзиньпин"'
+    """
+    created, affected = watchlist.set_alias(_state(ctx).storage(), name, query, utc_now())
+    console.print(f"{'added' if created else 'changed'} alias @{name}: {query}", highlight=False)
+    if affected and not created:
+        console.print(
+            f"topics changed with it: {', '.join(affected)} "
+            "(re-match stored articles with `monitor topics backtest NAME`)",
+            highlight=False,
+        )
+
+
+@aliases_app.command("list")
+@handle_errors
+def aliases_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List aliases.
+
+    Example: monitor aliases list --json
+    """
+    aliases = _state(ctx).storage().aliases()
+    if as_json:
+        _print_json([{"name": n, "query": q} for n, q in aliases.items()])
+        return
+    table = Table("alias", "query")
+    for name, query in aliases.items():
+        table.add_row("@" + name, query)
+    console.print(table)
+
+
+@aliases_app.command("show")
+@handle_errors
+def aliases_show(ctx: typer.Context, name: str) -> None:
+    """Show an alias and the topics that use it.
+
+    Example: monitor aliases show xi
+    """
+    storage = _state(ctx).storage()
+    aliases = storage.aliases()
+    if name not in aliases:
+        raise NotFoundError("alias", name)
+    console.print(f"@{name}: {aliases[name]}", highlight=False)
+    users = watchlist.topics_using(storage, name, aliases)
+    console.print(f"used by: {', '.join(users) if users else 'no topic'}", highlight=False)
+
+
+@aliases_app.command("remove")
+@handle_errors
+def aliases_remove(ctx: typer.Context, name: str) -> None:
+    """Remove an alias that no topic uses.
+
+    Example: monitor aliases remove xi
+    """
+    watchlist.remove_alias(_state(ctx).storage(), name)
+    console.print(f"removed alias @{name}")
 
 
 # -- digest ------------------------------------------------------------------------------------------------
@@ -467,6 +693,15 @@ def digest_send(
         console.print(f"{sub.name}: {result.status}: {result.digest.subject}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _limits(topic: TopicSpec) -> str:
+    parts = [
+        f"{label} {','.join(values)}"
+        for label, values in (("lang", topic.languages), ("feeds", topic.feeds), ("sites", topic.sites))
+        if values
+    ]
+    return "; ".join(parts)
 
 
 def _subscription(state: State, name: str | None) -> SubscriptionConfig:

@@ -1,54 +1,72 @@
-"""The match stage: one article against every active topic, giving the hits worth storing."""
+"""The match stage: one article against every topic, through the presearcher, giving the hits to store."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from urllib.parse import urlsplit
 
 from monitor.errors import QueryError
 from monitor.storage import TopicSpec
-from monitor.topics import CompiledQuery, Document, compile_query, evaluate, prepare
+from monitor.topics import Document, TopicIndex, compile_query, prepare
 from monitor.types import ExtractedArticle, TopicMatch
 
 log = logging.getLogger(__name__)
 
 
-class TopicMatcher:
-    """The active topics, compiled once and matched against many articles."""
+def matcher_signature(topics: Sequence[TopicSpec], aliases: Mapping[str, str]) -> tuple[object, ...]:
+    """Changes whenever a topic or an alias does, so a cached matcher knows to rebuild."""
+    return (tuple(topics), tuple(sorted(aliases.items())))
 
-    def __init__(self, topics: Sequence[TopicSpec]) -> None:
-        self.topics: list[tuple[TopicSpec, CompiledQuery]] = []
+
+class TopicMatcher:
+    """The topics, compiled once (with the aliases) into one index, matched against many articles."""
+
+    def __init__(self, topics: Sequence[TopicSpec], aliases: Mapping[str, str] | None = None) -> None:
+        aliases = dict(aliases or {})
+        self.index: TopicIndex[int] = TopicIndex()
+        self.topics: dict[int, TopicSpec] = {}
         for topic in topics:
             try:
-                self.topics.append((topic, compile_query(topic.query)))
-            except QueryError as exc:  # stored before the language changed; skip it, loudly
+                self.index.add(topic.id, compile_query(topic.query, aliases=aliases))
+            except QueryError as exc:  # an alias it uses was removed or changed under it; skip it, loudly
                 log.error("topic query no longer parses: %s", exc, extra={"topic": topic.name})
-        self.signature = tuple((t.id, t.version, t.min_score) for t in topics)
+                continue
+            self.topics[topic.id] = topic
+        self.signature = matcher_signature(topics, aliases)
 
-    def match(
-        self,
-        article: ExtractedArticle,
-        *,
-        site: str | None = None,
-        feed: str | None = None,
-    ) -> list[TopicMatch]:
-        """The topics this article matches at or above their minimum score."""
+    def match(self, article: ExtractedArticle, *, url: str, feed: str | None = None) -> list[TopicMatch]:
+        """The topics this article matches at or above their minimum score, within their filters."""
         if not self.topics:
             return []
+        site = urlsplit(url).hostname
         document = prepare(
             Document(title=article.title, text=article.text, site=site, lang=article.language, feed=feed)
         )
         matches = []
-        for topic, query in self.topics:
-            found = evaluate(query, document)
-            if found is not None and found.score >= topic.min_score:
-                matches.append(
-                    TopicMatch(
-                        topic_id=topic.id,
-                        topic_version=topic.version,
-                        score=found.score,
-                        matched=list(found.matched),
-                        snippet=found.snippet,
-                    )
+        for topic_id, found in self.index.match(document):
+            topic = self.topics[topic_id]
+            if found.score < topic.min_score or not _within_filters(topic, article.language, site, feed):
+                continue
+            matches.append(
+                TopicMatch(
+                    topic_id=topic.id,
+                    topic_version=topic.version,
+                    score=found.score,
+                    matched=list(found.matched),
+                    snippet=found.snippet,
+                    explanation=[asdict(clause) for clause in found.explanation],
                 )
+            )
         return matches
+
+
+def _within_filters(topic: TopicSpec, language: str | None, site: str | None, feed: str | None) -> bool:
+    """A topic's language, feed and site limits. An article whose language is unknown is not excluded."""
+    if topic.languages and language and language.split("-")[0].lower() not in topic.languages:
+        return False
+    if topic.feeds and feed not in topic.feeds:
+        return False
+    host = (site or "").lower()
+    return not topic.sites or any(host == s or host.endswith("." + s) for s in topic.sites)

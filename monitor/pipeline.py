@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from monitor.errors import FeedParseError, FetchError, HTTPStatusError, MonitorError
 from monitor.extract import extract_page, from_feed_entry
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
-from monitor.match import TopicMatcher
+from monitor.match import TopicMatcher, matcher_signature
 from monitor.storage import NewArticle, Storage
 from monitor.types import ArticleToProcess, FeedForPoll, NotModified
 from monitor.urls import canonical_url
@@ -158,7 +157,7 @@ class Pipeline:
             log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
         try:
             extracted = extracted or from_feed_entry(item.entry)
-            matches = matcher.match(extracted, site=urlsplit(item.url).hostname, feed=item.feed_name)
+            matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
             self.storage.save_article(
                 item.id, extracted=extracted, matches=matches, fetch_error=fetch_error, now=now
             )
@@ -182,11 +181,10 @@ class Pipeline:
         return len(matches), extracted.source
 
     def _current_matcher(self) -> TopicMatcher:
-        """The compiled topics, recompiled only when a topic was added, removed or changed."""
-        topics = self.storage.topics()
-        signature = tuple((t.id, t.version, t.min_score) for t in topics)
-        if self._matcher is None or self._matcher.signature != signature:
-            self._matcher = TopicMatcher(topics)
+        """The compiled topics, rebuilt only when a topic or an alias was added, removed or changed."""
+        topics, aliases = self.storage.topics(), self.storage.aliases()
+        if self._matcher is None or self._matcher.signature != matcher_signature(topics, aliases):
+            self._matcher = TopicMatcher(topics, aliases)
         return self._matcher
 
     def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:

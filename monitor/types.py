@@ -108,3 +108,5 @@ class TopicMatch:
     score: float
     matched: list[str] = field(default_factory=list)
     snippet: str = ""
+    #: per matched term: {"term": as written, "title": occurrences in the title, "body": in the body}
+    explanation: list[dict[str, str | int]] = field(default_factory=list)

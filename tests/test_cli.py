@@ -85,7 +85,7 @@ def test_every_command_has_help_with_an_example():
 
 
 def test_a_user_session(cli, tmp_path):
-    assert cli("db", "current").output.startswith("0001 (head)")
+    assert cli("db", "current").output.endswith("(head)\n")
 
     bad = cli("topics", "add", "broken", '"xi jinping AND putin')
     assert bad.exit_code == 1 and "column 1" in bad.output and "Traceback" not in bad.output
@@ -188,3 +188,54 @@ def test_demo_runs_offline(tmp_path):
     assert "3 hits" in result.output and "Digest written to" in result.output
     digest = Path(tmp_path / "demo" / "digest.html").read_text()
     assert digest.count('class="hit"') == 3 and "Beijing" in digest
+
+
+def test_aliases_edit_backtest_and_hit_explanations(cli):
+    assert cli("aliases", "add", "xi", 'xi OR "xi jinping" OR 习近平').exit_code == 0
+    assert cli("aliases", "add", "putin", "putin* OR путин*").exit_code == 0
+    assert (
+        cli("topics", "add", "xi-putin", "@xi AND @putin", "--min-score", "0.4", "--lang", "en").exit_code
+        == 0
+    )
+    unknown = cli("topics", "add", "bad", "@ix AND putin")
+    assert unknown.exit_code == 1 and "ix" in unknown.output and "column" in unknown.output
+    assert json.loads(cli("aliases", "list", "--json").stdout) == [
+        {"name": "putin", "query": "putin* OR путин*"},
+        {"name": "xi", "query": 'xi OR "xi jinping" OR 习近平'},
+    ]
+    assert "used by: xi-putin" in cli("aliases", "show", "xi").output
+    refused = cli("aliases", "remove", "xi")
+    assert refused.exit_code == 1 and "used by topic(s) xi-putin" in refused.output
+
+    cli("poll")
+    hits = json.loads(cli("hits", "list", "--json").stdout)
+    assert len(hits) == 3 and all(h["explanation"] for h in hits)
+    shown = cli("hits", "show", str(hits[0]["id"]))
+    assert shown.exit_code == 0 and "version 1" in shown.output and "in title" in shown.output
+    assert cli("hits", "show", "999999").exit_code == 1
+
+    changed = cli("aliases", "add", "putin", "putin* OR путин* OR modi")
+    assert "topics changed with it: xi-putin" in changed.output
+    edited = cli("topics", "edit", "xi-putin", "@putin AND modi")
+    assert edited.exit_code == 0 and "version 3" in edited.output
+    report = cli("topics", "backtest", "xi-putin")
+    assert report.exit_code == 0 and "1 would be added, 3 would be removed" in report.output
+    assert len(json.loads(cli("hits", "list", "--json").stdout)) == 3
+    applied = json.loads(cli("topics", "backtest", "xi-putin", "--apply", "--json").stdout)
+    assert applied["applied"] and len(applied["added"]) == 1 and len(applied["removed"]) == 3
+    [hit] = json.loads(cli("hits", "list", "--json").stdout)
+    assert "Modi" in hit["title"]
+    assert "lang en" in cli("topics", "list").output
+
+
+def test_topics_test_shows_the_explanation_without_a_database(cli, tmp_path):
+    result = cli(
+        "topics",
+        "test",
+        '"xi jinping" AND putin*',
+        "--text",
+        "Xi Jinping met Vladimir Putin. Putin and Xi Jinping spoke again.",
+        env={"MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"},
+    )
+    assert result.exit_code == 0, result.output
+    assert '"xi jinping"' in result.output and "in body" in result.output

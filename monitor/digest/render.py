@@ -7,6 +7,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -24,6 +25,21 @@ def _highlight(snippet: str) -> Markup:
 
 def _plain_marks(snippet: str) -> str:
     return _MARKED.sub(r"*\1*", snippet)
+
+
+def _why(explanation: list[dict[str, Any]], matched: list[str]) -> str:
+    """One line of why a hit matched: each term and where it occurred."""
+    if not explanation:
+        return "matched " + ", ".join(matched)
+    parts = []
+    for clause in explanation:
+        where = [w for w in (_times(clause["title"], "title"), _times(clause["body"], "body")) if w]
+        parts.append(f"{clause['term']}: {' + '.join(where)}")
+    return "; ".join(parts)
+
+
+def _times(count: int, place: str) -> str:
+    return "" if not count else place if count == 1 else f"{count}× {place}"
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str:
@@ -44,6 +60,7 @@ def _environment() -> Environment:
     env.filters["plain_marks"] = _plain_marks
     env.filters["one_line"] = one_line
     env.filters["local"] = _local
+    env.globals["why"] = _why
     return env
 
 

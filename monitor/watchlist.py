@@ -1,0 +1,138 @@
+"""The user's watch topics and aliases: checked changes, and backtests against the stored archive.
+
+Every query is compiled (with the current aliases) before it is stored, so a stored topic always parses.
+Redefining an alias changes every topic that uses it, so those topics' versions are bumped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitor.errors import MonitorError
+from monitor.match import TopicMatcher
+from monitor.storage import ArchivedArticle, Storage, StoredHit, TopicSpec
+from monitor.topics import check_alias, compile_query
+from monitor.types import ExtractedArticle, TopicMatch
+
+
+def add_topic(
+    storage: Storage,
+    name: str,
+    query: str,
+    min_score: float,
+    now: datetime,
+    *,
+    languages: Sequence[str] = (),
+    feeds: Sequence[str] = (),
+    sites: Sequence[str] = (),
+) -> TopicSpec:
+    compile_query(query, aliases=storage.aliases())
+    return storage.add_topic(name, query, min_score, now, languages=languages, feeds=feeds, sites=sites)
+
+
+def edit_topic(
+    storage: Storage,
+    name: str,
+    now: datetime,
+    *,
+    query: str | None = None,
+    min_score: float | None = None,
+    languages: Sequence[str] | None = None,
+    feeds: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+) -> TopicSpec:
+    if query is not None:
+        compile_query(query, aliases=storage.aliases())
+    return storage.edit_topic(
+        name, now, query=query, min_score=min_score, languages=languages, feeds=feeds, sites=sites
+    )
+
+
+def topics_using(storage: Storage, alias: str, aliases: dict[str, str] | None = None) -> list[str]:
+    """Names of the topics whose query uses the alias, directly or through another alias."""
+    aliases = storage.aliases() if aliases is None else aliases
+    return [t.name for t in storage.topics() if alias in compile_query(t.query, aliases=aliases).aliases_used]
+
+
+def set_alias(storage: Storage, name: str, query: str, now: datetime) -> tuple[bool, list[str]]:
+    """Define or redefine an alias; returns (created, topics affected). Every topic must still parse."""
+    aliases = {**storage.aliases(), name: query}
+    check_alias(name, query, aliases)
+    affected = topics_using(storage, name, aliases)
+    created = storage.set_alias(name, query, now)
+    if not created and affected:
+        storage.bump_topic_versions(affected, now)
+    return created, affected
+
+
+def remove_alias(storage: Storage, name: str) -> None:
+    """Remove an alias no topic uses."""
+    users = topics_using(storage, name)
+    if users:
+        raise MonitorError(f"alias {name!r} is used by topic(s) {', '.join(users)}; change them first")
+    storage.remove_alias(name)
+
+
+@dataclass(slots=True)
+class BacktestReport:
+    """What re-matching the archive against a topic would change (or changed, when applied)."""
+
+    topic: TopicSpec
+    articles: int = 0
+    #: article → new match, for articles with no hit of this topic yet
+    added: dict[int, tuple[ArchivedArticle, TopicMatch]] = field(default_factory=dict)
+    #: hits of this topic that no longer match, and no sent digest carried
+    removed: list[tuple[ArchivedArticle, StoredHit]] = field(default_factory=list)
+    #: hits that no longer match but were already delivered: kept, as the record of what was sent
+    kept_delivered: int = 0
+    #: existing hits that still match (their score and explanation are refreshed on apply)
+    still_matching: dict[int, TopicMatch] = field(default_factory=dict)
+    applied: bool = False
+
+
+def backtest(
+    storage: Storage,
+    name: str,
+    *,
+    since: datetime | None,
+    now: datetime,
+    apply: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BacktestReport:
+    """Re-match stored articles against a topic as it is now; store the difference only when ``apply``."""
+    topic = storage.get_topic(name)
+    matcher = TopicMatcher([topic], storage.aliases())
+    existing = storage.topic_hits(topic.id)
+    report = BacktestReport(topic=topic)
+    total = storage.count_archived_articles(since)
+    for batch in storage.archived_articles(since):
+        for article in batch:
+            extracted = ExtractedArticle(
+                title=article.title,
+                text=article.text,
+                author=None,
+                site_name=None,
+                language=article.language,
+                published=None,
+                source="page",
+            )
+            matches = matcher.match(extracted, url=article.url, feed=article.feed)
+            stored = existing.get(article.id)
+            if matches and stored is None:
+                report.added[article.id] = (article, matches[0])
+            elif matches:
+                report.still_matching[article.id] = matches[0]
+            elif stored is not None and stored.delivered:
+                report.kept_delivered += 1
+            elif stored is not None:
+                report.removed.append((article, stored))
+        report.articles += len(batch)
+        if progress is not None:
+            progress("backtest", report.articles, total)
+    if apply:
+        rematched = {**report.still_matching, **{aid: m for aid, (_, m) in report.added.items()}}
+        storage.apply_backtest(topic.id, matches=rematched, remove=[h.id for _, h in report.removed], now=now)
+        report.applied = True
+    return report
