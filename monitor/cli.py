@@ -107,9 +107,9 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 def main_options(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", help="feeds.yaml to use [env MONITOR_CONFIG].")
+        Path | None, typer.Option("--config", help="feeds.yaml to use (env MONITOR_CONFIG).")
     ] = None,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL [env MONITOR_DATABASE_URL].")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (env MONITOR_DATABASE_URL).")] = None,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="-v: log activity; -vv: debug.")
     ] = 0,
