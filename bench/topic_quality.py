@@ -75,8 +75,11 @@ ALIASES: dict[str, str] = {
         'visited OR watched OR toured OR presented OR awarded OR "took part" OR "made statements" '
         'OR ceremony OR walk OR "plenary session"'
     ),
-    # forms of address to people in the room: "President Xi Jinping, colleagues, ..."
-    "address": 'colleagues OR "ladies and gentlemen"',
+    # forms of address to people in the room: "President Xi Jinping, colleagues, ...", "I would like to thank
+    # our colleague, President ... Xi Jinping"
+    "address": 'colleague OR colleagues OR "ladies and gentlemen"',
+    # answering someone who has just spoken in the same session: "as President Xi Jinping just pointed out"
+    "reply": '"just said" OR "just pointed out" OR "just mentioned" OR "just spoke" OR "just now"',
     # contact between two named people, as headlines put it
     "contact": (
         '"meeting with" OR "meet with" OR "met with" OR "meeting between" OR "summit with" OR "talks with" '
@@ -84,11 +87,15 @@ ALIASES: dict[str, str] = {
         'OR "spoke with" OR "spoke by phone" OR "face-to-face" OR "in person" OR "red carpet"'
     ),
     # titles of items that are not meetings: written messages, decrees, interviews, news conferences and
-    # other question-and-answer sessions
+    # other question-and-answer sessions (the Direct Line, the Valdai club's annual session with Putin)
     "messages": (
         'condolences OR congratulation OR congratulations OR greetings OR "sent message" '
-        'OR "executive order" OR interview OR "news conference" OR questions'
+        'OR "executive order" OR interview OR "news conference" OR questions OR "direct line" OR valdai'
     ),
+    # the Trump-Putin pair as headlines and summaries write it ("Trump-Putin summit")
+    "trump_putin": '"trump putin" OR "putin trump" OR "trump and putin" OR "putin and trump"',
+    # words that only date something by an event: "ahead of", "since", "on the eve of" the summit
+    "anchor": '"ahead of" OR "on the eve of" OR since',
 }
 
 
@@ -110,11 +117,18 @@ class Topic:
 
 
 def _meeting_branches(other: str) -> tuple[tuple[str, str], ...]:
-    """Putin meeting a leader as the Kremlin pages report it: state visits, calls, joint events."""
+    """Putin meeting a leader as the Kremlin pages report it: state visits, calls, joint events.
+
+    ``he`` is the pronoun sentence right after Putin is named ("The President of Russia arrived ... He has met
+    with ... Xi Jinping"); ``address`` and ``reply`` are Putin's speeches and answers at a session where the
+    other leader is in the room (addressed as a colleague, or answered after he has "just said" something).
+    """
     return (
         ("talk", f"SENTENCE(@putin, @{other}) AND (SENTENCE(@{other}, @meet) OR SENTENCE(@putin, @meet))"),
         ("together", f"SENTENCE(@putin, @{other}, @together)"),
-        ("address", f"SENTENCE(@putin, @{other}) AND @{other} NEAR/8 @address"),
+        ("he", f"(@putin NEAR/30 @{other}) AND SENTENCE(he, @{other}, @meet)"),
+        ("address", f"@putin AND SENTENCE(@{other}, @address)"),
+        ("reply", f"@putin AND SENTENCE(@{other}, @reply)"),
     )
 
 
@@ -125,7 +139,7 @@ TOPICS: tuple[Topic, ...] = (
         "xi_putin_meeting.jsonl",
         _meeting_branches("xi"),
         "title:(@messages)",
-        0.21,
+        0.15,
     ),
     Topic(
         "putin_modi",
@@ -143,14 +157,17 @@ TOPICS: tuple[Topic, ...] = (
             ("both", "SENTENCE(@trump, @putin, (@contact OR summit OR summitry OR met OR conversation))"),
             ("trump-side", "@putin AND SENTENCE(@trump, (@contact OR summit))"),
             ("putin-side", "@trump AND SENTENCE(@putin, @contact)"),
+            ("pair", "@trump_putin NEAR/4 (talks OR summit OR meeting OR call)"),
+            # one leader's name as the meeting's modifier: "Putin Seeks Trump Talks", "Before Putin Summit"
             (
-                "pair",
-                '("trump putin" OR "putin trump" OR "trump and putin" OR "putin and trump") '
-                "NEAR/4 (talks OR summit OR meeting OR call)",
+                "noun",
+                '(@putin AND ("trump talks" OR "trump summit" OR "trump meeting" OR "trump call")) '
+                'OR (@trump AND ("putin talks" OR "putin summit" OR "putin meeting" OR "putin call"))',
             ),
             ("call", '@trump AND @putin AND ("phone call*" OR "telephone conversation*")'),
         ),
-        "(title:(@messages) OR envoy OR witkoff)",
+        # the meeting only as a time anchor: "Ahead of Trump-Putin Meeting, ...", "Since Trump-Putin Summit"
+        "(title:(@messages) OR envoy OR witkoff OR @anchor NEAR/3 @trump_putin)",
         0.3,
     ),
 )
