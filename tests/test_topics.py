@@ -854,6 +854,77 @@ def test_topic_index_equivalence_on_generated_text(query, seed):
     _same_as_evaluating_every_query([query, "xi", "gas AND oil"], docs, {"x": "gas OR oil"})
 
 
+def test_topic_index_shares_sub_expressions_without_changing_any_match():
+    # the same sub-expressions at different places (term numbering), under title:, NOT, NEAR, SENTENCE and
+    # aliases, in many topics at once; a shared node must give each topic exactly what evaluating it gives
+    aliases = {"gas": "gas OR oil", "people": '"xi jinping" OR putin*'}
+    parts = [
+        "xi",
+        "putin*",
+        '"xi jinping"',
+        "gas OR oil",
+        "@gas",
+        "title:xi",
+        "-moscow",
+        "xi NEAR/3 putin",
+        "SENTENCE(xi, gas)",
+        "(@people)",
+        "lang:en",
+        "title:(gas OR putin*)",
+    ]
+    rng = random.Random(7)
+    queries = []
+    while len(queries) < 300:
+        query = " AND ".join(rng.sample(parts, rng.randint(1, 4)))
+        try:
+            compile_query(query, aliases)
+        except QueryError:
+            continue
+        queries.append(query)
+    words = [
+        "Xi",
+        "Jinping",
+        "Putin",
+        "Putina",
+        "gas",
+        "oil",
+        "Moscow",
+        "and",
+        ".",
+        "\n",
+        "met",
+        "Xi Jinping",
+    ]
+    docs = [
+        Document(
+            title=" ".join(rng.choices(words, k=rng.randint(0, 5))),
+            text=" ".join(rng.choices(words, k=rng.randint(0, 200))),
+            lang=rng.choice(["en", "ru", None]),
+        )
+        for _ in range(40)
+    ]
+    _same_as_evaluating_every_query(queries, docs, aliases)
+
+
+def test_topic_index_forgets_shared_sub_expressions_with_their_last_topic():
+    index: TopicIndex[int] = TopicIndex()
+    queries = ["xi AND putin*", "putin* AND xi", "title:xi AND (gas OR oil)", "xi NEAR/2 gas", "xi -gas"]
+    for i, query in enumerate(queries * 2):
+        index.add(i, compile_query(query))
+    shared = len(index._shared)
+    doc = Document(title="Xi", text="Xi met Putin. Gas and oil.")
+    before = [(k, m.score, m.explanation, m.snippet) for k, m in index.match(prepare(doc))]
+    for i in range(len(queries)):
+        index.remove(i)
+    assert len(index._shared) == shared
+    assert [(k, m.score, m.explanation, m.snippet) for k, m in index.match(prepare(doc))] == [
+        row for row in before if row[0] >= len(queries)
+    ]
+    for i in range(len(queries), 2 * len(queries)):
+        index.remove(i)
+    assert len(index._shared) == 0
+
+
 def test_public_names():
     assert set(monitor.topics.__all__) >= {
         "Alias",

@@ -20,6 +20,11 @@ nothing (none compiles: every query has a positive term) would be a candidate fo
 
 The search hands the document where it found each trigger, so evaluation reads most terms' positions from
 there instead of looking for them again.
+
+The topics' query trees are hash-consed (:class:`~monitor.topics.match.SharedNodes`): a sub-expression that
+many topics hold (a term, an OR of an alias's names, a NEAR pair) is one shared node, evaluated once per
+document, so a topic costs little more than combining its children's cached values. Only the score is worked
+out then; a match's explanation and snippet come from evaluating its query in full when first read.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Generic, Protocol, TypeVar
 
 import ahocorasick  # type: ignore[import-not-found]
 
-from monitor.topics.match import Match, PreparedDocument, evaluate, trigger
+from monitor.topics.match import Match, PreparedDocument, SharedNode, SharedNodes, shared_score, trigger
 from monitor.topics.query import (
     Alias,
     And,
@@ -53,6 +58,7 @@ _V = TypeVar("_V")
 Requirement = frozenset[str]
 
 _FIRST = itemgetter(0)
+_MISS = object()
 
 
 def _forget(entries_by_trigger: dict[int, dict[int, _V]], trigger_id: int, entry_id: int) -> None:
@@ -113,6 +119,8 @@ class _Entry(Generic[K]):
     and, if it requires more, one of its second requirement; the further ones are checked then."""
 
     query: CompiledQuery
+    #: the query's tree in the index's shared sub-expressions
+    shared: SharedNode
     anchor: tuple[int, ...]
     second: tuple[int, ...]
     rest: tuple[frozenset[int], ...]
@@ -132,6 +140,7 @@ class TopicIndex(Generic[K]):
         self._topics: dict[K, tuple[int, int]] = {}  # topic -> (order added, entry id)
         self._entries: dict[int, _Entry[K]] = {}
         self._entry_ids: dict[Node, int] = {}
+        self._shared = SharedNodes()
         self._serial = 0
         #: anchor trigger -> the entries requiring nothing more, found through it
         self._single: dict[int, dict[int, None]] = {}
@@ -171,9 +180,10 @@ class TopicIndex(Generic[K]):
 
     def _new_entry(self, entry_id: int, query: CompiledQuery) -> _Entry[K]:
         found = sorted(dict.fromkeys(requirements(query.root)), key=_cost)
+        shared = self._shared.add(query.root)
         if not found:
             self._always[entry_id] = None
-            return _Entry(query, (), (), (), {})
+            return _Entry(query, shared, (), (), (), {})
         anchor, *others = found
         others = [r for r in others if not anchor <= r]
         second = others[0] if others else frozenset[str]()
@@ -181,6 +191,7 @@ class TopicIndex(Generic[K]):
         ids = {pattern: self._use(pattern) for pattern in anchor.union(*others)}
         entry: _Entry[K] = _Entry(
             query,
+            shared,
             tuple(ids[p] for p in sorted(anchor)),
             tuple(ids[p] for p in sorted(second)),
             tuple(frozenset(ids[p] for p in r) for r in rest),
@@ -202,6 +213,7 @@ class TopicIndex(Generic[K]):
             return
         del self._entries[entry_id]
         del self._entry_ids[entry.query.root]
+        self._shared.release(entry.shared)
         self._always.pop(entry_id, None)
         for first in entry.anchor:
             if not entry.second:
@@ -293,10 +305,21 @@ class TopicIndex(Generic[K]):
     def match(self, doc: PreparedDocument) -> list[tuple[K, Match]]:
         """The topics matching ``doc`` with their matches, in the order the topics were added."""
         matches: list[tuple[int, K, Match]] = []
+        memo: dict[SharedNode, float | None] = {}
+        entries, miss = self._entries, _MISS
         for entry_id in self._candidate_entries(doc):
-            entry = self._entries[entry_id]
-            found = evaluate(entry.query, doc)
-            if found is not None:
-                matches += [(added, key, found) for key, added in entry.topics.items()]
+            entry = entries[entry_id]
+            value = memo.get(entry.shared, miss)
+            if value is miss:
+                value = shared_score(entry.shared, doc, memo)
+            if value is None:
+                continue
+            found = Match(round(min(1.0, max(0.0, value)), 3), None, doc, entry.query.root)  # type: ignore[call-overload]
+            topics = entry.topics
+            if len(topics) == 1:
+                for key, added in topics.items():
+                    matches.append((added, key, found))
+            else:
+                matches += [(added, key, found) for key, added in topics.items()]
         matches.sort(key=_FIRST)
         return [(key, found) for _, key, found in matches]

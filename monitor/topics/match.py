@@ -96,20 +96,33 @@ class Match:
     fall under their topic's minimum score and are never shown.
     """
 
-    __slots__ = ("_doc", "_explanation", "_found", "_snippet", "score")
+    __slots__ = ("_doc", "_explanation", "_found", "_root", "_snippet", "score")
 
-    def __init__(self, score: float, found: list[_Found], doc: PreparedDocument) -> None:
+    def __init__(
+        self, score: float, found: list[_Found] | None, doc: PreparedDocument, root: Node | None = None
+    ) -> None:
+        """``found`` may be None when ``root`` is given: the occurrences are then found on first read, by
+        evaluating ``root`` again (a :class:`TopicIndex` scores without collecting them)."""
         self.score = score
         self._found = found
+        self._root = root
         self._doc = doc
         self._explanation: list[Clause] | None = None
         self._snippet: str | None = None
+
+    def _occurrences(self) -> list[_Found]:
+        found = self._found
+        if found is None:
+            assert self._root is not None
+            res = _eval(self._root, self._doc, _BOTH)
+            found = self._found = res.found if res is not None else []
+        return found
 
     @property
     def explanation(self) -> list[Clause]:
         """One clause per matched positive term (the same term written twice is one), in query order."""
         if self._explanation is None:
-            self._explanation = _explain(self._found)
+            self._explanation = _explain(self._occurrences())
         return self._explanation
 
     @property
@@ -121,7 +134,7 @@ class Match:
     def snippet(self) -> str:
         """About ``SNIPPET_WIDTH`` characters of the body (or title) around the hits, marked «…»."""
         if self._snippet is None:
-            self._snippet = _snippet(self._doc, self._found)
+            self._snippet = _snippet(self._doc, self._occurrences())
         return self._snippet
 
     def summary(self) -> str:
@@ -369,6 +382,50 @@ class PreparedDocument:
                 [w for f in fields for w in _mention_weights(self, f, self.find(term, f))]
             )
         return found
+
+    def term_value(self, term: Term, fields: tuple[int, ...], pattern: str | None = None) -> float | None:
+        """The term's :meth:`evidence` when it occurs in ``fields``, else None; ``pattern``, the term's
+        :func:`trigger` when no prefix is inside it, lets a recorded presearch answer at once."""
+        tokens, prefix = term.tokens, term.prefix
+        presearch = self._presearch
+        cache = self._cache
+        title_key = (tokens, prefix, TITLE)
+        if pattern is not None and presearch is not None and title_key not in cache:
+            occurrences, searched = presearch
+            if pattern in searched:  # then located as find() would from the presearch, and kept for it
+                ends = occurrences.get(pattern)
+                if not ends:
+                    return None
+                skip = 2 - len(pattern)
+                title, body = self._token_offsets(TITLE), self._token_offsets(BODY)
+                body_from = body[0] if body else len(self.stream)
+                title_ends = bisect_left(ends, body_from - skip)
+                in_title = cache[title_key] = [bisect_left(title, e + skip) for e in ends[:title_ends]]
+                in_body = cache[(tokens, prefix, BODY)] = [
+                    bisect_left(body, e + skip) for e in ends[title_ends:]
+                ]
+                # the evidence as :meth:`evidence` works it out: title mentions, then body mentions
+                weights = _mention_weights(self, TITLE, in_title) if in_title else []
+                if len(fields) == 2:
+                    weights += _mention_weights(self, BODY, in_body)
+                elif not in_title:
+                    return None
+                evidence = self._evidence[(tokens, prefix, fields)] = _evidence(weights)
+                return evidence
+        found: list[list[int]] = [self.find(term, f) for f in fields]
+        if not any(found):
+            return None
+        key = (tokens, prefix, fields)
+        value = self._evidence.get(key)
+        if value is None:
+            value = self._evidence[key] = _evidence(
+                [
+                    w
+                    for f, starts in zip(fields, found, strict=True)
+                    for w in _mention_weights(self, f, starts)
+                ]
+            )
+        return value
 
     def sentences(self, field: int, positions: Sequence[int]) -> list[int]:
         """The number of the sentence of ``field`` each token position is in."""
@@ -690,3 +747,150 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((s, e))
     return merged
+
+
+# --- many queries on one document: shared sub-expressions, each evaluated once -----------------------------
+
+_TERM, _AND, _OR, _NOT, _NEAR, _SENTENCE, _FIELD = range(7)
+#: a shared node's value when true without evidence of its own (NOT, field filters); None when false
+NO_SCORE = -1.0
+_MISS = object()
+
+
+class SharedNode:
+    """One distinct sub-expression of many queries (hash-consed by :class:`SharedNodes`), with the fields it
+    is evaluated over: ``title:`` and ``@alias`` are folded into their child."""
+
+    __slots__ = ("fields", "key", "kids", "kind", "node", "pattern", "uses")
+
+    def __init__(
+        self, kind: int, node: Node, fields: tuple[int, ...], kids: tuple[SharedNode, ...], key: object
+    ) -> None:
+        self.kind = kind
+        self.node = node
+        self.fields = fields
+        self.kids = kids
+        self.key = key
+        self.uses = 1
+        #: a term's trigger, when a presearch's findings can locate it
+        self.pattern: str | None = None
+        if isinstance(node, Term) and not any(node.prefix[:-1]):
+            self.pattern = trigger(node)
+
+
+class SharedNodes:
+    """Query trees with identical sub-expressions made one :class:`SharedNode` (structurally equal, columns
+    and term numbering aside), so that :func:`shared_score` works each out once per document however many
+    queries hold it.
+
+    A sub-expression's score does not depend on the numbering of its terms (only on their relative order,
+    which equal trees share), so any one of the equal nodes stands for all of them.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[object, SharedNode] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def add(self, root: Node) -> SharedNode:
+        """The shared node for ``root`` (over title and body); :meth:`release` it when done with it."""
+        return self._add(root, _BOTH)
+
+    def _add(self, node: Node, fields: tuple[int, ...]) -> SharedNode:
+        kids: tuple[SharedNode, ...] = ()
+        key: object
+        if isinstance(node, Alias):
+            return self._add(node.child, fields)
+        if isinstance(node, InTitle):
+            return self._add(node.child, _TITLE_ONLY)
+        if isinstance(node, Term):
+            kind, key = _TERM, (_TERM, node.tokens, node.prefix, fields)
+        elif isinstance(node, And | Or):
+            kind = _AND if isinstance(node, And) else _OR
+            kids = tuple(self._add(c, fields) for c in node.children)
+            key = (kind, kids)
+        elif isinstance(node, Not):
+            kind, kids = _NOT, (self._add(node.child, fields),)
+            key = (kind, kids)
+        elif isinstance(node, Near):
+            kind, key = _NEAR, (_NEAR, node, fields)
+        elif isinstance(node, Sentence):
+            kind, key = _SENTENCE, (_SENTENCE, node, fields)
+        else:
+            kind, key = _FIELD, (_FIELD, node)
+        shared = self._nodes.get(key)
+        if shared is not None:
+            shared.uses += 1
+            for kid in kids:  # already held by the node found
+                self.release(kid)
+            return shared
+        shared = self._nodes[key] = SharedNode(kind, node, fields, kids, key)
+        return shared
+
+    def release(self, shared: SharedNode) -> None:
+        """Drop one use of ``shared``, and the node (and its unused parts) with its last."""
+        shared.uses -= 1
+        if shared.uses == 0:
+            del self._nodes[shared.key]
+            for kid in shared.kids:
+                self.release(kid)
+
+
+def shared_score(
+    shared: SharedNode, doc: PreparedDocument, memo: dict[SharedNode, float | None]
+) -> float | None:
+    """What :func:`evaluate` scores the node's query (None: false; :data:`NO_SCORE`: true without evidence),
+    with every sub-expression's value kept in ``memo`` (one per document)."""
+    kind = shared.kind
+    value: float | None
+    if kind == _AND:
+        value = 2.0
+        for kid in shared.kids:
+            r = memo.get(kid, _MISS)
+            if r is _MISS:
+                r = shared_score(kid, doc, memo)
+            if r is None:
+                value = None
+                break
+            if 0.0 <= r < value:  # type: ignore[operator]
+                value = r  # type: ignore[assignment]
+        else:
+            if value == 2.0:
+                value = NO_SCORE
+    elif kind == _TERM:
+        value = doc.term_value(shared.node, shared.fields, shared.pattern)  # type: ignore[arg-type]
+    elif kind == _OR:
+        value = None
+        for kid in shared.kids:
+            r = memo.get(kid, _MISS)
+            if r is _MISS:
+                r = shared_score(kid, doc, memo)
+            if r is not None and (value is None or r > value):
+                value = r  # type: ignore[assignment]
+    elif kind == _NOT:
+        (kid,) = shared.kids
+        r = memo.get(kid, _MISS)
+        if r is _MISS:
+            r = shared_score(kid, doc, memo)
+        value = NO_SCORE if r is None else None
+    elif kind == _NEAR:
+        res = _near(shared.node, doc, shared.fields)  # type: ignore[arg-type]
+        value = None if res is None else res.score
+    elif kind == _SENTENCE:
+        res = _sentence(shared.node, doc, shared.fields)  # type: ignore[arg-type]
+        value = None if res is None else res.score
+    else:
+        value = NO_SCORE if _field_ok(shared.node, doc.document) else None  # type: ignore[arg-type]
+    memo[shared] = value
+    return value
+
+
+def shared_match(
+    query: CompiledQuery, shared: SharedNode, doc: PreparedDocument, memo: dict[SharedNode, float | None]
+) -> Match | None:
+    """:func:`evaluate` through the query's shared node: the same match, its explanation found when read."""
+    value = shared_score(shared, doc, memo)
+    if value is None:
+        return None
+    return Match(round(min(1.0, max(0.0, value)), 3), None, doc, query.root)
