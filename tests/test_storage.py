@@ -37,7 +37,8 @@ def test_upgrade_empty_database_to_head_without_drift(db_url):
 def test_datetimes_come_back_aware_utc(storage):
     storage.sync_feeds([FeedConfig(name="f", url="https://example.org/rss")], NOW)
     [feed] = storage.feeds_due(NOW)
-    assert storage.next_poll_time() == NOW and storage.next_poll_time().tzinfo is not None
+    [status] = storage.feed_statuses()
+    assert status.next_poll_at == NOW and status.next_poll_at.tzinfo is not None
     assert feed.interval == timedelta(minutes=30)
 
 

@@ -187,10 +187,6 @@ class Storage:
             consecutive_errors=f.consecutive_errors,
         )
 
-    def next_poll_time(self) -> datetime | None:
-        with self._session() as session:
-            return session.exec(select(sa.func.min(Feed.next_poll_at)).where(col(Feed.active))).one()
-
     def record_not_modified(
         self, feed_id: int, *, status: int, now: datetime, next_poll_at: datetime
     ) -> None:

@@ -884,13 +884,3 @@ def shared_score(
         value = NO_SCORE if _field_ok(shared.node, doc.document) else None  # type: ignore[arg-type]
     memo[shared] = value
     return value
-
-
-def shared_match(
-    query: CompiledQuery, shared: SharedNode, doc: PreparedDocument, memo: dict[SharedNode, float | None]
-) -> Match | None:
-    """:func:`evaluate` through the query's shared node: the same match, its explanation found when read."""
-    value = shared_score(shared, doc, memo)
-    if value is None:
-        return None
-    return Match(round(min(1.0, max(0.0, value)), 3), None, doc, query.root)

@@ -649,10 +649,6 @@ class CompiledQuery:
         #: the aliases the query uses, directly or through other aliases
         self.aliases_used = frozenset(n.name for n in walk(root) if isinstance(n, Alias))
 
-    def positive_terms(self) -> list[Term]:
-        """The terms not under a negation, in query order."""
-        return list(self._terms)
-
     def terms(self) -> list[str]:
         """Normalised positive literals (prefixes without '*'), deduplicated, for a multi-pattern pre-filter.
 
