@@ -63,6 +63,7 @@ def stored_hits(storage, *, at=NOW):
             score=score,
             matched=["xi"],
             snippet="… «Xi» met <i>Putin</i> …",
+            explanation=[{"term": "xi", "title": 1, "body": 2}],
         )
         storage.save_article(item.id, extracted=extracted, matches=[match], fetch_error=None, now=at)
 
@@ -98,6 +99,7 @@ def test_render_groups_by_topic_and_escapes(storage):
     text = render_text(digest)
     assert "Bcc:" in text and "\nBcc:" not in text  # the newline in the title is folded away
     assert "*Xi*" in text and "08:00 CET" in text  # local time of the subscriber
+    assert "Why: xi: title + 2× body" in text and "Why: xi: title + 2× body" in html
 
 
 def test_digest_is_delivered_once_over_smtp(storage, smtp):

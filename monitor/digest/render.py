@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup, escape
 
 from monitor.digest.build import Digest, one_line
+from monitor.topics import Clause, summarize
 
 _MARKED = re.compile(r"«([^«»\n]{1,200})»")
 
@@ -29,17 +30,9 @@ def _plain_marks(snippet: str) -> str:
 
 def _why(explanation: list[dict[str, Any]], matched: list[str]) -> str:
     """One line of why a hit matched: each term and where it occurred."""
-    if not explanation:
+    if not explanation:  # hits stored before explanations were kept
         return "matched " + ", ".join(matched)
-    parts = []
-    for clause in explanation:
-        where = [w for w in (_times(clause["title"], "title"), _times(clause["body"], "body")) if w]
-        parts.append(f"{clause['term']}: {' + '.join(where)}")
-    return "; ".join(parts)
-
-
-def _times(count: int, place: str) -> str:
-    return "" if not count else place if count == 1 else f"{count}× {place}"
+    return summarize(Clause(**clause) for clause in explanation)
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str:

@@ -7,7 +7,7 @@ only those its presearch finds can match.
 """
 
 from monitor.topics.index import TopicIndex
-from monitor.topics.match import Clause, Document, Match, PreparedDocument, evaluate, prepare
+from monitor.topics.match import Clause, Document, Match, PreparedDocument, evaluate, prepare, summarize
 from monitor.topics.query import (
     KNOWN_FIELDS,
     Alias,
@@ -51,5 +51,6 @@ __all__ = [
     "normalize",
     "parse_query",
     "prepare",
+    "summarize",
     "tokenize",
 ]

@@ -139,10 +139,15 @@ class Match:
 
     def summary(self) -> str:
         """The explanation on one line, for a digest: ``"xi jinping": title + 4× body; putin*: 3× body``."""
-        return "; ".join(f"{c.term}: {_where(c)}" for c in self.explanation)
+        return summarize(self.explanation)
 
     def __repr__(self) -> str:
         return f"Match(score={self.score!r}, explanation={self.explanation!r})"
+
+
+def summarize(explanation: Iterable[Clause]) -> str:
+    """An explanation on one line: each term and where it occurred."""
+    return "; ".join(f"{c.term}: {_where(c)}" for c in explanation)
 
 
 def _where(clause: Clause) -> str:
