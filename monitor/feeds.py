@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
+from xml.sax import SAXParseException
 
 import feedparser
 import lxml.html
@@ -24,6 +25,8 @@ from monitor.types import FeedEntry, ParsedFeed
 from monitor.urls import canonical_url
 
 MAX_TITLE_CHARS = 1000
+#: what feedparser flags about a document it parsed fine: a missing or contradicting Content-Type or charset
+_BENIGN_COMPLAINTS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
 def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> ParsedFeed:
@@ -39,16 +42,23 @@ def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> 
         )
     except Exception as exc:  # feedparser raises assorted errors on hostile input; all mean "unusable"
         raise FeedParseError(url, f"{type(exc).__name__}: {exc}") from None
-    problem = document.get("bozo_exception")
+    problem = document.get("bozo_exception") if document.get("bozo") else None
     entries = [e for e in (_entry(raw, url) for raw in document.entries) if e is not None]
-    if document.get("bozo") and not entries and not document.feed.get("title"):
-        looks_html = b"<html" in content[:2048].lower()
-        reason = "an HTML page, not an RSS/Atom feed" if looks_html else f"{problem or 'no entries found'}"
-        raise FeedParseError(url, reason)
-    if not document.get("version") and not entries:
-        raise FeedParseError(url, "no RSS or Atom document found")
+    broken = problem is not None and not isinstance(problem, _BENIGN_COMPLAINTS)
+    if not entries and (broken or not document.get("version")):
+        if b"<html" in content[:2048].lower():
+            raise FeedParseError(url, "an HTML page, not an RSS/Atom feed")
+        raise FeedParseError(
+            url, _describe(problem) if problem and broken else "no RSS or Atom document found"
+        )
     title = _clean_line(document.feed.get("title", "")) or None
     return ParsedFeed(title=title, entries=entries, warning=str(problem) if problem else None)
+
+
+def _describe(problem: Exception) -> str:
+    if isinstance(problem, SAXParseException):
+        return f"malformed XML at line {problem.getLineNumber()}: {problem.getMessage()}"
+    return f"{type(problem).__name__}: {problem}"
 
 
 def _entry(raw: Any, feed_url: str) -> FeedEntry | None:

@@ -180,7 +180,14 @@ def test_every_corpus_feed_goes_through_the_poll_stage(storage, site):
     failed = {names[o.feed]: o.error for o in outcomes if o.status == "error"}
     for path, error in failed.items():
         assert error and "not a usable feed" in error, (path, error)
-    assert len(failed) < 0.05 * len(feeds), failed
+    assert sorted(str(p) for p in failed) == [  # the five documents that are broken XML with no entries
+        "feedparser/encoding/bozo_invalid-bytes-with-bom.xml",
+        "feedparser/illformed/aaa_illformed.xml",
+        "feedparser/illformed/rss_empty_document.xml",
+        "feedparser/illformed/rss_incomplete_cdata.xml",
+        "feedparser/illformed/undeclared_namespace.xml",
+    ]
+    assert all("malformed XML at line" in error for error in failed.values())
     statuses = {s.name: s for s in storage.feed_statuses()}
     for outcome in outcomes:
         status = statuses[outcome.feed]
