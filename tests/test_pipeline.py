@@ -197,16 +197,22 @@ def test_every_corpus_feed_goes_through_the_poll_stage(storage, site):
     assert all(o.status == "updated" and o.new_entries > 0 for o in news), news
 
 
+TRUNCATED = (
+    b"<rss version='2.0'><channel><title>T</title><item><title>Whole</title><link>http://x/a</link></item>"
+)
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "problem"),
     [
-        b"",
-        b"\x00\x01\x02binary\xff\xfe" * 100,
-        b"<html><body>Hi</body></html>",
-        b"<rss><channel><item><title>unclosed",
+        (b"", "the response body is empty"),
+        (b"\x00\x01\x02binary\xff\xfe" * 100, "not a usable feed"),
+        (b"<html><body>Hi</body></html>", "an HTML page, not an RSS/Atom feed"),
+        (b"<rss><channel><item><title>unclosed", "malformed XML at line"),
+        (TRUNCATED + b"<item><title>cut", None),  # broken, but one whole entry: used, with a warning
     ],
 )
-def test_an_unusable_feed_fails_alone(storage, site, body):
+def test_an_unusable_feed_fails_alone(storage, site, body, problem):
     clock = Clock()
     bad = site.put("/bad.xml", body, "application/xml")
     good = site.put("/good.xml", corpus_path("feeds", "news", "rss-parser", "guardian.rss").read_bytes())
@@ -222,12 +228,14 @@ def test_an_unusable_feed_fails_alone(storage, site, body):
 
     outcomes = asyncio.run(poll_all())
     assert outcomes["good"].status == "updated" and outcomes["good"].new_entries == 55
-    if outcomes["bad"].status == "error":
-        assert bad in outcomes["bad"].error
-        [feed] = [s for s in storage.feed_statuses() if s.name == "bad"]
+    [feed] = [s for s in storage.feed_statuses() if s.name == "bad"]
+    if problem is None:
+        assert outcomes["bad"].status == "updated" and outcomes["bad"].new_entries == 1
+        assert "no element found" in outcomes["bad"].warning and feed.consecutive_errors == 0
+    else:
+        assert outcomes["bad"].status == "error" and bad in outcomes["bad"].error
+        assert problem in outcomes["bad"].error and feed.last_error == outcomes["bad"].error
         assert feed.next_poll_at > clock.now and feed.consecutive_errors == 1
-    else:  # a bozo document that still yields entries is accepted
-        assert outcomes["bad"].warning
 
 
 def test_an_article_that_breaks_the_matcher_is_retried_and_the_rest_go_on(storage, site, monkeypatch):
