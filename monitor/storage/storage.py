@@ -223,7 +223,6 @@ class Storage:
             feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
             feed.next_poll_at = next_poll_at
             session.add(feed)
-            new = 0
             key_hashes = {sha256(a.entry.key): a for a in articles}
             seen = set(
                 session.exec(
@@ -232,13 +231,18 @@ class Storage:
                     )
                 ).all()
             )
-            for key_hash, item in key_hashes.items():
-                if key_hash in seen:
-                    continue
+            fresh = {h: a for h, a in key_hashes.items() if h not in seen}
+            url_hashes = {sha256(a.url) for a in fresh.values()}
+            known = {
+                a.url_hash: a
+                for a in session.exec(
+                    select(Article).where(col(Article.url_hash).in_(list(url_hashes)))
+                ).all()
+            }
+            for item in fresh.values():  # articles first (one flush gives them ids), then the entries
                 url_hash = sha256(item.url)
-                article = session.exec(select(Article).where(Article.url_hash == url_hash)).first()
-                if article is None:
-                    article = Article(
+                if url_hash not in known:
+                    known[url_hash] = Article(
                         url_hash=url_hash,
                         url=item.url,
                         feed_id=feed_id,
@@ -250,18 +254,20 @@ class Storage:
                         discovered_at=now,
                         next_attempt_at=now,
                     )
-                    session.add(article)
-                    session.flush()
+                    session.add(known[url_hash])
+            session.flush()
+            for key_hash, item in fresh.items():
+                article_id = known[sha256(item.url)].id or 0
                 session.add(
                     Entry(
                         feed_id=feed_id,
                         key_hash=key_hash,
                         key=item.entry.key,
-                        article_id=article.id or 0,
+                        article_id=article_id,
                         first_seen_at=now,
                     )
                 )
-                new += 1
+            new = len(fresh)
             return new
 
     def record_feed_error(
