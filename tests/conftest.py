@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -133,3 +134,18 @@ def smtp() -> Iterator[tuple[SMTPSink, int]]:
     controller.start()
     yield sink, controller.port
     controller.stop()
+
+
+def record_entries(storage: Storage, feed_id: int, articles: list[Any], now: Any) -> int:
+    """Record a successful poll of ``feed_id`` that listed ``articles`` (NewArticle values)."""
+    return storage.record_poll(
+        feed_id,
+        status=200,
+        title=None,
+        etag=None,
+        last_modified=None,
+        final_url="https://feed.example/rss",
+        articles=articles,
+        now=now,
+        next_poll_at=now,
+    )

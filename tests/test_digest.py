@@ -12,7 +12,7 @@ from monitor.errors import DeliveryError
 from monitor.storage import NewArticle
 from monitor.types import ExtractedArticle, FeedEntry, TopicMatch
 
-from conftest import free_port
+from conftest import free_port, record_entries
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 HOSTILE = 'Talks <script>alert("x")</script> & "summit"\r\nBcc: victim@example.org'
@@ -36,17 +36,7 @@ def stored_hits(storage, *, at=NOW):
         )
         for u, t, _, _ in rows
     ]
-    storage.record_poll(
-        feed.id,
-        status=200,
-        title=None,
-        etag=None,
-        last_modified=None,
-        final_url=feed.url,
-        articles=entries,
-        now=at,
-        next_poll_at=at,
-    )
+    record_entries(storage, feed.id, entries, at)
     for item, (_, title, topic, score) in zip(storage.articles_to_process(at), rows, strict=True):
         extracted = ExtractedArticle(
             title=title,
@@ -144,21 +134,16 @@ def test_new_hits_after_a_digest_go_to_the_next_one(storage, smtp):
     [feed] = storage.all_feeds_for_poll()
     later = NOW + timedelta(hours=5)
     url = "https://wire.example/4"
-    storage.record_poll(
+    record_entries(
+        storage,
         feed.id,
-        status=200,
-        title=None,
-        etag=None,
-        last_modified=None,
-        final_url=feed.url,
-        articles=[
+        [
             NewArticle(
                 FeedEntry(key=url, url=url, title="Later news", summary="s", author=None, published=later),
                 url,
             )
         ],
-        now=later,
-        next_poll_at=later,
+        later,
     )
     [item] = storage.articles_to_process(later)
     storage.save_article(

@@ -12,6 +12,8 @@ from monitor.storage.engine import current_revision, head_revision
 from monitor.storage.models import metadata
 from monitor.types import ExtractedArticle, FeedEntry, TopicMatch
 
+from conftest import record_entries
+
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
 
@@ -74,35 +76,26 @@ def test_entries_are_recorded_once_and_articles_shared_across_feeds(storage):
         NOW,
     )
     a, b = storage.feeds_due(NOW)
-    poll = dict(
-        status=200, title="t", etag=None, last_modified=None, final_url="x", now=NOW, next_poll_at=NOW
-    )
+    new = [_entry("1", "https://x.example/1"), _entry("2", "https://x.example/2")]
+    assert record_entries(storage, a.id, new, NOW) == 2
+    assert record_entries(storage, a.id, [_entry("1", "https://x.example/1")], NOW) == 0
+    assert record_entries(storage, b.id, [_entry("other-guid", "https://x.example/1")], NOW) == 1
+    assert storage.article_count() == {"discovered": 2}
+    assert len(storage.articles_to_process(NOW)) == 2
+    # two new guids in one poll pointing at the same page: two entries, one article
     assert (
-        storage.record_poll(
-            a.id, articles=[_entry("1", "https://x.example/1"), _entry("2", "https://x.example/2")], **poll
+        record_entries(
+            storage, a.id, [_entry("3", "https://x.example/3"), _entry("4", "https://x.example/3")], NOW
         )
         == 2
     )
-    assert storage.record_poll(a.id, articles=[_entry("1", "https://x.example/1")], **poll) == 0
-    assert storage.record_poll(b.id, articles=[_entry("other-guid", "https://x.example/1")], **poll) == 1
-    assert storage.article_count() == {"discovered": 2}
-    assert len(storage.articles_to_process(NOW)) == 2
+    assert storage.article_count() == {"discovered": 3}
 
 
 def test_article_results_hits_and_digest_bookkeeping(storage):
     storage.sync_feeds([FeedConfig(name="a", url="https://a.example/rss")], NOW)
     [feed] = storage.feeds_due(NOW)
-    storage.record_poll(
-        feed.id,
-        status=200,
-        title=None,
-        etag=None,
-        last_modified=None,
-        final_url="x",
-        articles=[_entry("1", "https://x.example/1")],
-        now=NOW,
-        next_poll_at=NOW,
-    )
+    record_entries(storage, feed.id, [_entry("1", "https://x.example/1")], NOW)
     topic = storage.add_topic("t", "xi AND putin", 0.3, NOW)
     with pytest.raises(AlreadyExistsError):
         storage.add_topic("t", "x", 0.3, NOW)
@@ -157,17 +150,7 @@ def test_migrations_go_down_and_up_with_data_in_the_tables(storage):
 
     storage.sync_feeds([FeedConfig(name="a", url="https://a.example/rss")], NOW)
     [feed] = storage.feeds_due(NOW)
-    storage.record_poll(
-        feed.id,
-        status=200,
-        title=None,
-        etag=None,
-        last_modified=None,
-        final_url="x",
-        articles=[_entry("1", "https://x.example/1")],
-        now=NOW,
-        next_poll_at=NOW,
-    )
+    record_entries(storage, feed.id, [_entry("1", "https://x.example/1")], NOW)
     topic = storage.add_topic("t", "xi", 0.3, NOW, languages=["en"])
     storage.set_alias("xi", "xi OR 习近平", NOW)
     [item] = storage.articles_to_process(NOW)
