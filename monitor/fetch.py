@@ -11,6 +11,7 @@ import ipaddress
 import socket
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -126,7 +127,9 @@ class Fetcher:
             )
         if response.status_code >= 400:
             raise HTTPStatusError(
-                url, response.status_code, _retry_after(response.headers.get("retry-after"))
+                url,
+                response.status_code,
+                _retry_after(response.headers.get("retry-after"), response.headers.get("date")),
             )
         if response.status_code >= 300:
             raise FetchError(url, f"HTTP {response.status_code} without a usable Location")
@@ -167,15 +170,16 @@ class Fetcher:
             raise FetchError(url, f"{type(exc).__name__}: {exc}") from None
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), if it is usable."""
+def _retry_after(value: str | None, server_date: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds, or an HTTP date counted from the response's own
+    Date header (the server's clock, so ours need not agree with it); None if it is unusable."""
     if not value:
         return None
     if value.strip().isdigit():
         return float(value.strip())
     try:
-        from datetime import UTC, datetime
-
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        until = parsedate_to_datetime(value)
+        sent = parsedate_to_datetime(server_date) if server_date else datetime.now(UTC)
+        return max(0.0, (until - sent).total_seconds())
     except (TypeError, ValueError):
         return None

@@ -111,3 +111,12 @@ def test_timeout_is_a_fetch_error():
             fetch_feed(LOOPBACK.model_copy(update={"timeout": 0.5}), url)
     finally:
         listener.close()
+
+
+def test_retry_after_in_seconds_or_as_a_date_of_the_server_clock():
+    from monitor.fetch import _retry_after
+
+    assert _retry_after("120", None) == 120.0
+    assert _retry_after("Mon, 23 Nov 2026 07:01:00 GMT", "Mon, 23 Nov 2026 07:00:00 GMT") == 60.0
+    assert _retry_after("Mon, 23 Nov 2026 06:00:00 GMT", "Mon, 23 Nov 2026 07:00:00 GMT") == 0.0
+    assert _retry_after("soon", None) is None and _retry_after(None, None) is None
