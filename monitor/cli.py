@@ -34,7 +34,7 @@ from monitor.extract import extract_page
 from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline, RunReport, utc_now
 from monitor.scheduler import DEFAULT_TICK_SECONDS, Daemon
-from monitor.storage import HitView, Storage, TopicSpec, ensure_current, make_engine, upgrade
+from monitor.storage import HitView, Storage, StoryView, TopicSpec, ensure_current, make_engine, upgrade
 from monitor.storage.engine import current_revision, head_revision
 from monitor.topics import Document, compile_query, evaluate, prepare
 
@@ -51,6 +51,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 feeds_app = typer.Typer(help="Feeds from feeds.yaml and their polling state.", no_args_is_help=True)
 topics_app = typer.Typer(help="Watch topics: what to look for.", no_args_is_help=True)
 hits_app = typer.Typer(help="Articles that matched a topic.", no_args_is_help=True)
+stories_app = typer.Typer(
+    help="Stories: an article and its copies on other sites, shown once.", no_args_is_help=True
+)
 digest_app = typer.Typer(help="Digests of hits, by subscription.", no_args_is_help=True)
 aliases_app = typer.Typer(
     help="Aliases: named query fragments, used in topics as @name.", no_args_is_help=True
@@ -59,6 +62,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(topics_app, name="topics")
 app.add_typer(hits_app, name="hits")
+app.add_typer(stories_app, name="stories")
 app.add_typer(digest_app, name="digest")
 app.add_typer(aliases_app, name="aliases")
 
@@ -547,6 +551,8 @@ def hits_list(
                     "text_source": h.text_source,
                     "stored": h.created_at,
                     "explanation": h.explanation,
+                    "story": h.story_id,
+                    "republished_from": h.republished_from,
                 }
                 for h in hits
             ]
@@ -571,7 +577,96 @@ def hits_show(ctx: typer.Context, hit_id: int) -> None:
     )
     if hit.text_source == "feed":
         console.print("matched on the feed's summary: the page could not be read")
+    if hit.republished_from:
+        console.print(f"republished, originally {_when(hit.republished_from)}", highlight=False)
     _print_explanation(hit.explanation, hit.snippet)
+    if hit.story_id is not None:
+        others = len(_state(ctx).storage().get_story(hit.story_id).copies) - 1
+        console.print(
+            f"story {hit.story_id}"
+            + (
+                f" ({others} other source{'s' if others != 1 else ''}: monitor stories show {hit.story_id})"
+                if others
+                else ""
+            ),
+            highlight=False,
+        )
+
+
+# -- stories ---------------------------------------------------------------------------------------------
+
+
+@stories_app.command("list")
+@handle_errors
+def stories_list(
+    ctx: typer.Context,
+    topic: Annotated[str | None, typer.Option(help="Only stories that hit this topic.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only stories first hit within this long, e.g. 24h, 7d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List stories that hit a topic, newest first, each once with how many sources reported it.
+
+    Example: monitor stories list --topic xi-putin --since 7d
+    """
+    stories = _state(ctx).storage().stories(topic=topic, since=_since(since), limit=limit)
+    if as_json:
+        _print_json([_story_json(s) for s in stories])
+        return
+    if not stories:
+        console.print("no stories")
+        return
+    table = Table("id", "title", "source", "published", "sources", "topics")
+    for story in stories:
+        first = story.copies[0] if story.copies else None
+        table.add_row(
+            str(story.id),
+            story.title,
+            first.source if first else "-",
+            _when(story.first_published),
+            str(len({c.source for c in story.copies})),
+            ", ".join(story.topics),
+        )
+    console.print(table)
+
+
+@stories_app.command("show")
+@handle_errors
+def stories_show(
+    ctx: typer.Context, story_id: int, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Show a story: the copy shown for it, then every other copy with its source and date.
+
+    Example: monitor stories show 7
+    """
+    story = _state(ctx).storage().get_story(story_id)
+    if as_json:
+        _print_json(_story_json(story))
+        return
+    console.print(f"[bold]{story.title}[/]", highlight=False)
+    console.print(
+        f"first published {_when(story.first_published)} · topics: {', '.join(story.topics) or '-'}",
+        highlight=False,
+    )
+    table = Table("", "source", "published", "title", "url")
+    for i, copy in enumerate(story.copies):
+        note = " (republished)" if copy.republished_from else ""
+        table.add_row(
+            "shown" if i == 0 else "", copy.source, _when(copy.published) + note, copy.title, copy.url
+        )
+    console.print(table)
+
+
+def _story_json(story: StoryView) -> dict[str, Any]:
+    return {
+        "id": story.id,
+        "title": story.title,
+        "first_published": story.first_published,
+        "topics": story.topics,
+        "copies": [asdict(c) for c in story.copies],
+    }
 
 
 def _since(value: str | None) -> datetime | None:
@@ -737,9 +832,19 @@ def _print_hits(hits: list[HitView]) -> None:
     if not hits:
         console.print("no hits")
         return
-    table = Table("topic", "score", "title", "source", "published", "matched")
+    table = Table("id", "topic", "score", "title", "source", "published", "story", "matched")
     for h in hits:
-        table.add_row(h.topic, f"{h.score:.2f}", h.title, h.source, _when(h.published), ", ".join(h.matched))
+        published = _when(h.published) + (" (republished)" if h.republished_from else "")
+        table.add_row(
+            str(h.id),
+            h.topic,
+            f"{h.score:.2f}",
+            h.title,
+            h.source,
+            published,
+            str(h.story_id or "-"),
+            ", ".join(h.matched),
+        )
     console.print(table)
 
 

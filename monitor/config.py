@@ -137,6 +137,9 @@ class SubscriptionConfig(_Strict):
     timezone: str = "UTC"
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     send_empty: bool = False
+    #: leave out stale reposts of stories first published longer ago than this before the repost (null:
+    #: include them, labelled "republished")
+    exclude_reposts_older_than: Duration | None = timedelta(days=7)
 
     @field_validator("recipients")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import trafilatura
 from trafilatura.settings import Document as TrafilaturaDocument
@@ -36,6 +36,7 @@ def extract_page(content: bytes, *, url: str) -> ExtractedArticle | None:
             with_metadata=True,
             include_comments=False,
             include_tables=False,
+            date_extraction_params=_date_params(),
         )
     except Exception as exc:  # trafilatura/lxml can fail in many ways on hostile pages; none is fatal
         log.warning("extraction failed: %s", exc, extra={"url": url})
@@ -56,6 +57,17 @@ def extract_page(content: bytes, *, url: str) -> ExtractedArticle | None:
         published=_date(document.date),
         source="page",
     )
+
+
+def _date_params() -> dict[str, object]:
+    """The original publication date from the page's markup only (meta tags, JSON-LD, <time>, the URL):
+    htmldate's extensive search also reads dates in the text and in copyright lines ("© 2026" becomes
+    1 January 2026), which would make fresh articles look like stale reposts."""
+    return {
+        "extensive_search": False,
+        "original_date": True,
+        "max_date": (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d"),
+    }
 
 
 def from_feed_entry(entry: FeedEntry) -> ExtractedArticle:

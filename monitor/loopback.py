@@ -29,9 +29,10 @@ class Page:
 
 
 class LoopbackSite:
-    """Serve ``pages`` (path → Page) on 127.0.0.1 at a free port; use as a context manager."""
+    """Serve ``pages`` (path → Page) on a loopback address (127.0.0.1, or another of 127.0.0.0/8 to stand
+    for a second site) at a free port; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.pages: dict[str, Page] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -71,9 +72,9 @@ class LoopbackSite:
             def log_message(self, format: str, *args: object) -> None:  # quiet: the caller logs what matters
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.base_url = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-site", daemon=True)
 
     def put(

@@ -1,7 +1,8 @@
 """The orchestrator: the stream, stage by stage.
 
-    due feeds ─► poll (conditional GET) ─► parse ─► record new entries
-              ─► fetch page ─► extract (or feed text) ─► match ─► store article and hits
+    due feeds ─► poll (conditional GET) ─► parse ─► record new entries (stored once per canonical URL)
+              ─► fetch page ─► extract (or feed text) ─► strip site chrome ─► find its story (exact or
+                 near-duplicate copy) ─► match ─► store article, story and hits
 
 Feeds and articles are handled independently: one failing feed or page is recorded where it belongs and the
 rest go on. Every stage is keyed by the canonical article URL and every write is one transaction, so a crash
@@ -13,19 +14,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from typing import Any, TypeVar
 
+from monitor import dedup
+from monitor.chrome import chrome_keys, line_keys, strip_lines
 from monitor.errors import FeedParseError, FetchError, HTTPStatusError, MonitorError
 from monitor.extract import extract_page, from_feed_entry
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher, matcher_signature
 from monitor.storage import NewArticle, Storage
-from monitor.types import ArticleToProcess, FeedForPoll, NotModified
-from monitor.urls import canonical_url
+from monitor.types import (
+    ArticleToProcess,
+    ExtractedArticle,
+    FeedEntry,
+    FeedForPoll,
+    NotModified,
+    TopicMatch,
+)
+from monitor.urls import canonical_url, page_url, site_of
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,8 @@ MAX_BACKOFF = timedelta(hours=24)
 #: an article that fails for an unexpected reason is retried this often before it is marked failed
 MAX_ARTICLE_ATTEMPTS = 5
 ARTICLE_BATCH = 200
+#: near-duplicate candidates whose texts are compared in full, most similar first
+MAX_TEXT_COMPARISONS = 5
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -108,9 +120,7 @@ class Pipeline:
             parsed = parse_feed(result.content, url=result.final_url, content_type=result.content_type)
         except (FetchError, FeedParseError) as exc:
             return self._feed_failed(feed, exc, now)
-        articles = [
-            NewArticle(entry=e, url=_article_url(e.url, result.final_url, e.key)) for e in parsed.entries
-        ]
+        articles = [_new_article(e, result.final_url) for e in parsed.entries]
         new = self.storage.record_poll(
             feed.id,
             status=result.status,
@@ -142,13 +152,13 @@ class Pipeline:
                 report.from_feed += source == "feed"
 
     async def process_article(self, item: ArticleToProcess, matcher: TopicMatcher) -> tuple[int, str]:
-        """One article: fetch → extract (or feed text) → match → store; returns (hits, text source)."""
+        """One article: fetch → extract (or feed text) → settle; returns (hits, text source)."""
         now = self.clock()
         fetch_error = None
         extracted = None
         try:
-            if _has_page(item.url):
-                page = await self.fetcher.fetch_page(item.url)
+            if item.page_url is not None:
+                page = await self.fetcher.fetch_page(item.page_url)
                 extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
                 if extracted is None:
                     fetch_error = "page has no usable article body"
@@ -157,10 +167,7 @@ class Pipeline:
             log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
         try:
             extracted = extracted or from_feed_entry(item.entry)
-            matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
-            self.storage.save_article(
-                item.id, extracted=extracted, matches=matches, fetch_error=fetch_error, now=now
-            )
+            _, matches = self.settle(item, extracted, matcher, fetch_error=fetch_error, now=now)
         except Exception as exc:  # one article's failure is recorded on it; the stream goes on
             retry = (
                 None
@@ -179,6 +186,65 @@ class Pipeline:
         for match in matches:
             log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})
         return len(matches), extracted.source
+
+    def settle(
+        self,
+        item: ArticleToProcess,
+        extracted: ExtractedArticle,
+        matcher: TopicMatcher,
+        *,
+        fetch_error: str | None,
+        now: datetime,
+    ) -> tuple[int, list[TopicMatch]]:
+        """An extracted article's last stages: strip its site's chrome → find its story → match → store it
+        with its story and hits in one transaction. Returns the story id and the hits."""
+        lines = line_keys(extracted.text)
+        extracted = self._without_chrome(extracted, site_of(item.url), lines)
+        fingerprint = dedup.fingerprint(f"{extracted.title}\n{extracted.text}")
+        story = self.story_of(item.id, item.url, fingerprint, extracted)
+        matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
+        saved = self.storage.save_article(
+            item.id,
+            extracted=extracted,
+            matches=matches,
+            fetch_error=fetch_error,
+            now=now,
+            fingerprint=fingerprint,
+            story_id=story,
+            lines=lines,
+        )
+        for earlier in self.storage.archived_by_id(saved.recleaned):  # they lost chrome lines just learned
+            found = matcher.match(earlier.extracted, url=earlier.url, feed=earlier.feed)
+            self.storage.rematch(earlier.id, found, now)
+        return saved.story_id, matches
+
+    def _without_chrome(
+        self, article: ExtractedArticle, site: str, lines: dict[str, str]
+    ) -> ExtractedArticle:
+        """The article without the lines its site repeats around every article."""
+        chrome = chrome_keys(self.storage.site_lines_seen(site, lines))
+        return replace(article, text=strip_lines(article.text, chrome)) if chrome else article
+
+    def story_of(
+        self, article_id: int, url: str, fingerprint: dedup.Fingerprint, article: ExtractedArticle
+    ) -> int | None:
+        """The stored story this article is a copy of: same text, or a near-duplicate confirmed on the full
+        text of the most similar candidates. None: it starts a story of its own."""
+        exact, near = self.storage.copy_candidates(
+            fingerprint.content_hash, fingerprint.band_keys, exclude=article_id
+        )
+        if exact is not None:
+            return exact
+        site = site_of(url)
+        candidates = dedup.likely_copies(fingerprint, near, site=site)[:MAX_TEXT_COMPARISONS]
+        if not candidates:
+            return None
+        texts = self.storage.article_texts([c.article_id for c in candidates])
+        return dedup.same_story(
+            f"{article.title}\n{article.text}",
+            [(c, texts[c.article_id]) for c in candidates if c.article_id in texts],
+            site=site,
+        )
 
     def _current_matcher(self) -> TopicMatcher:
         """The compiled topics, rebuilt only when a topic or an alias was added, removed or changed."""
@@ -219,13 +285,10 @@ class Pipeline:
         return list(await asyncio.gather(*(tracked(job) for job in jobs)))
 
 
-def _article_url(link: str | None, feed_url: str, key: str) -> str:
-    """The article's canonical URL; an entry without a link gets a stable pseudo-URL under its feed."""
-    if link:
-        return canonical_url(link)
-    return f"{canonical_url(feed_url)}#entry-{sha256(key.encode()).hexdigest()[:16]}"
-
-
-def _has_page(url: str) -> bool:
-    """Canonical URLs carry no fragment; one that does is the pseudo-URL of an entry without a page."""
-    return "#entry-" not in url
+def _new_article(entry: FeedEntry, feed_url: str) -> NewArticle:
+    """The canonical URL an entry's article is stored under, and where its page is fetched from. An entry
+    without a link has no page: it gets a stable pseudo-URL under its feed, and only its feed text."""
+    if entry.url:
+        return NewArticle(entry=entry, url=canonical_url(entry.url), page_url=page_url(entry.url))
+    pseudo = f"{canonical_url(feed_url)}#entry-{sha256(entry.key.encode()).hexdigest()[:16]}"
+    return NewArticle(entry=entry, url=pseudo, page_url=None)

@@ -93,7 +93,10 @@ class ArticleToProcess:
     """A discovered article waiting to be fetched, extracted and matched."""
 
     id: int
+    #: the canonical URL, the article's identity
     url: str
+    #: where its page is fetched from; None when the feed entry has no page
+    page_url: str | None
     feed_name: str
     entry: FeedEntry
     attempts: int = 0

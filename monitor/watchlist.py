@@ -14,7 +14,7 @@ from monitor.errors import MonitorError
 from monitor.match import TopicMatcher
 from monitor.storage import ArchivedArticle, Storage, StoredHit, TopicSpec
 from monitor.topics import check_alias, compile_query
-from monitor.types import ExtractedArticle, TopicMatch
+from monitor.types import TopicMatch
 
 
 def add_topic(
@@ -109,16 +109,7 @@ def backtest(
     total = storage.count_archived_articles(since)
     for batch in storage.archived_articles(since):
         for article in batch:
-            extracted = ExtractedArticle(
-                title=article.title,
-                text=article.text,
-                author=None,
-                site_name=None,
-                language=article.language,
-                published=None,
-                source="page",
-            )
-            matches = matcher.match(extracted, url=article.url, feed=article.feed)
+            matches = matcher.match(article.extracted, url=article.url, feed=article.feed)
             stored = existing.get(article.id)
             if matches and stored is None:
                 report.added[article.id] = (article, matches[0])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 import sqlalchemy as sa
@@ -149,3 +151,28 @@ def record_entries(storage: Storage, feed_id: int, articles: list[Any], now: Any
         now=now,
         next_poll_at=now,
     )
+
+
+def serve_kremlin(site: LoopbackSite) -> dict[str, Any]:
+    """The captured Kremlin feed and its pages, plus a generated feed of the Xi–Putin and near-miss pages."""
+    root = corpus_path("articles", "kremlin")
+    truth: dict[str, Any] = json.loads((root / "ground-truth.json").read_text())
+    for page in (root / "html").glob("*.html"):
+        site.put(f"/events/president/news/{page.stem}", page.read_bytes(), "text/html; charset=utf-8")
+    feed = corpus_path("feeds", "news", "kremlin", "kremlin_president_news_feed.atom").read_bytes()
+    site.put(
+        "/kremlin.atom", feed.replace(b"http://en.kremlin.ru", site.base_url.encode()), "application/atom+xml"
+    )
+    items = "".join(
+        f"<item><title>{escape(t['title'])}</title><link>{site.base_url}/events/president/news/{pid}</link>"
+        f"<guid>kremlin-{pid}</guid><pubDate>{t['date']}</pubDate><description>{escape(t['title'])}</description>"
+        "</item>"
+        for pid, t in truth.items()
+        if t["roles"] != ["in_feed"]
+    )
+    site.put(
+        "/selection.rss",
+        f"<?xml version='1.0'?><rss version='2.0'><channel><title>Selection</title>{items}</channel></rss>",
+        "application/rss+xml",
+    )
+    return truth

@@ -119,7 +119,7 @@ def test_a_user_session(cli, tmp_path):
     assert "1 feeds polled (0 updated, 1 not modified" in again.output
 
     preview = cli("digest", "preview", "--out", str(tmp_path / "d.html"))
-    assert preview.exit_code == 0 and "3 hits in 1 topic" in preview.output
+    assert preview.exit_code == 0 and "3 new stories in 1 topic" in preview.output
     assert "Putin" in (tmp_path / "d.html").read_text()
     dry = cli("digest", "send", "--dry-run")
     assert dry.exit_code == 0 and "morning: dry-run" in dry.output

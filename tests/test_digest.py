@@ -32,7 +32,9 @@ def stored_hits(storage, *, at=NOW):
     ]
     entries = [
         NewArticle(
-            FeedEntry(key=u, url=u, title=t, summary="s", author=None, published=at - timedelta(hours=3)), u
+            FeedEntry(key=u, url=u, title=t, summary="s", author=None, published=at - timedelta(hours=3)),
+            u,
+            u,
         )
         for u, t, _, _ in rows
     ]
@@ -81,7 +83,7 @@ def test_render_groups_by_topic_and_escapes(storage):
     stored_hits(storage)
     digest = prepare_digest(storage, SUB, now=NOW + timedelta(hours=1))
     assert [s.topic for s in digest.sections] == ["xi-putin", "energy"]
-    assert [h.score for h in digest.sections[0].hits] == [0.9, 0.5]
+    assert [s.hit.score for s in digest.sections[0].stories] == [0.9, 0.5]
     html = render_html(digest)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<i>Putin</i>" not in html and "<mark>Xi</mark>" in html
@@ -100,7 +102,7 @@ def test_digest_is_delivered_once_over_smtp(storage, smtp):
     assert result.status == "sent" and len(sink.messages) == 1
 
     message = email.message_from_bytes(sink.messages[0], policy=email.policy.default)
-    assert message["Subject"] == "morning digest, Mon 23 Nov 2026: 3 hits in 2 topics"
+    assert message["Subject"] == "morning digest, Mon 23 Nov 2026: 3 new stories in 2 topics"
     assert message["To"] == "reader@example.org, desk@example.org" and message["Bcc"] is None
     assert message["Message-ID"] and message["Date"]
     assert message.get_content_type() == "multipart/alternative"
@@ -141,6 +143,7 @@ def test_new_hits_after_a_digest_go_to_the_next_one(storage, smtp):
             NewArticle(
                 FeedEntry(key=url, url=url, title="Later news", summary="s", author=None, published=later),
                 url,
+                url,
             )
         ],
         later,
@@ -154,7 +157,7 @@ def test_new_hits_after_a_digest_go_to_the_next_one(storage, smtp):
         now=later,
     )
     result = deliver_digest(storage, SUB, settings_for(port), now=later + timedelta(hours=1))
-    assert [h.title for s in result.digest.sections for h in s.hits] == ["Later news"]
+    assert [e.hit.title for s in result.digest.sections for e in s.stories] == ["Later news"]
     assert result.digest.window_start == NOW + timedelta(hours=1)
 
 
@@ -169,7 +172,7 @@ def test_min_score_and_empty_digests(storage, smtp):
     )
     storage.sync_subscriptions([wants_empty], NOW)
     result = deliver_digest(storage, wants_empty, settings_for(port), now=NOW + timedelta(hours=1))
-    assert result.status == "sent" and "no new hits" in result.digest.subject
+    assert result.status == "sent" and "no new stories" in result.digest.subject
 
 
 def test_unconfigured_smtp_is_a_clear_error(storage):

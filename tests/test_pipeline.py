@@ -2,10 +2,8 @@
 
 import asyncio
 import ipaddress
-import json
 import re
 from datetime import UTC, datetime, timedelta
-from xml.sax.saxutils import escape
 
 import pytest
 
@@ -15,7 +13,7 @@ from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline
 
-from conftest import corpus_path
+from conftest import corpus_path, serve_kremlin
 
 LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
 
@@ -79,33 +77,8 @@ def test_wsj_replay_stores_exactly_the_new_items_and_honours_304(storage, site):
     assert all(re.search(r"\bXi\b", h.title + h.snippet) and "Putin" in h.title + h.snippet for h in hits)
 
 
-def _kremlin_site(site):
-    """The captured Kremlin feed and its pages, plus a generated feed of the Xi–Putin and near-miss pages."""
-    root = corpus_path("articles", "kremlin")
-    truth = json.loads((root / "ground-truth.json").read_text())
-    for page in (root / "html").glob("*.html"):
-        site.put(f"/events/president/news/{page.stem}", page.read_bytes(), "text/html; charset=utf-8")
-    feed = corpus_path("feeds", "news", "kremlin", "kremlin_president_news_feed.atom").read_bytes()
-    site.put(
-        "/kremlin.atom", feed.replace(b"http://en.kremlin.ru", site.base_url.encode()), "application/atom+xml"
-    )
-    items = "".join(
-        f"<item><title>{escape(t['title'])}</title><link>{site.base_url}/events/president/news/{pid}</link>"
-        f"<guid>kremlin-{pid}</guid><pubDate>{t['date']}</pubDate><description>{escape(t['title'])}</description>"
-        "</item>"
-        for pid, t in truth.items()
-        if t["roles"] != ["in_feed"]
-    )
-    site.put(
-        "/selection.rss",
-        f"<?xml version='1.0'?><rss version='2.0'><channel><title>Selection</title>{items}</channel></rss>",
-        "application/rss+xml",
-    )
-    return truth
-
-
 def test_kremlin_pages_are_extracted_and_matched(storage, site):
-    truth = _kremlin_site(site)
+    truth = serve_kremlin(site)
     clock = Clock()
     storage.sync_feeds(
         [
@@ -133,7 +106,7 @@ def test_kremlin_pages_are_extracted_and_matched(storage, site):
 
 def test_a_crash_before_processing_is_resumed(storage, site):
     """Entries recorded by a poll whose process died are processed by the next run, once."""
-    _kremlin_site(site)
+    serve_kremlin(site)
     clock = Clock()
     storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/kremlin.atom"))], clock.now)
 

@@ -63,7 +63,7 @@ def test_sync_feeds_follows_the_file(storage):
 
 def _entry(key: str, url: str, title: str = "A title") -> NewArticle:
     return NewArticle(
-        FeedEntry(key=key, url=url, title=title, summary="summary", author=None, published=NOW), url
+        FeedEntry(key=key, url=url, title=title, summary="summary", author=None, published=NOW), url, url
     )
 
 
@@ -169,3 +169,10 @@ def test_migrations_go_down_and_up_with_data_in_the_tables(storage):
     [hit] = storage.hits()
     assert hit.title == "Xi" and hit.explanation == []  # the column came back empty, the hit survived
     assert storage.get_topic("t").languages == () and storage.aliases() == {}
+    # 0003 made each processed article a story of its own and kept its URL as the page to fetch
+    story = storage.get_story(hit.story_id)
+    assert [c.url for c in story.copies] == ["https://x.example/1"] and hit.url == "https://x.example/1"
+    record_entries(storage, feed.id, [_entry("2", "https://x.example/2")], NOW)
+    [item] = storage.articles_to_process(NOW)
+    saved = storage.save_article(item.id, extracted=extracted, matches=[], fetch_error=None, now=NOW)
+    assert saved.story_id != hit.story_id  # new ids start past the migrated ones (PostgreSQL's sequence too)

@@ -31,9 +31,13 @@ def prepare_digest(storage: Storage, subscription: SubscriptionConfig, *, now: d
     """The digest the subscription would get now: every hit it is owed and has not been sent."""
     storage.sync_subscriptions([subscription], now)
     start, hits = storage.undelivered_hits(subscription, until=now)
+    story_ids = {h.story_id for h in hits if h.story_id is not None}
     return build_digest(
         subscription.name,
         hits,
+        copies=storage.story_copies(story_ids),
+        already_sent=storage.stories_delivered(subscription.name, story_ids),
+        exclude_reposts_older_than=subscription.exclude_reposts_older_than,
         window_start=start,
         window_end=now,
         zone=subscription.zone,
@@ -57,8 +61,8 @@ def deliver_digest(
     record = partial(
         storage.record_digest, subscription.name, window_start=digest.window_start, window_end=now, now=now
     )
-    if not digest.count and not subscription.send_empty:
-        record(status=DIGEST_EMPTY, hit_ids=[])
+    if not digest.count and not subscription.send_empty:  # what it carried needs no sending, only recording
+        record(status=DIGEST_EMPTY, hit_ids=digest.hit_ids)
         return DeliveryResult(digest, DIGEST_EMPTY)
     message = compose_message(digest, sender=settings.smtp_sender or "", recipients=subscription.recipients)
     try:

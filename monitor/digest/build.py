@@ -1,21 +1,43 @@
-"""Building a digest: pure functions from hits to the value the templates render."""
+"""Building a digest: pure functions from hits and their stories to the value the templates render."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from monitor.storage import HitView
+from monitor.storage import HitView, StoryCopy
+
+
+@dataclass(frozen=True, slots=True)
+class StoryEntry:
+    """A story new to the subscription: the hit shown for it and the other places it appeared."""
+
+    hit: HitView
+    #: the story's other copies, one per source
+    also: list[StoryCopy]
+    #: every hit of the story this digest carries (the shown one included)
+    hit_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class StoryUpdate:
+    """A story an earlier digest already carried, with the sources that reported it since."""
+
+    title: str
+    url: str
+    sources: list[str]
+    hit_ids: list[int]
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSection:
-    """The hits of one topic, best first."""
+    """The new stories of one topic, best first, and more sources for stories already sent."""
 
     topic: str
-    hits: list[HitView]
+    stories: list[StoryEntry]
+    updates: list[StoryUpdate] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,25 +49,31 @@ class Digest:
     window_end: datetime
     zone: ZoneInfo
     sections: list[TopicSection]
+    #: hits carried but not shown: stale reposts the subscription leaves out
+    skipped_hit_ids: list[int] = field(default_factory=list)
 
     @property
     def hit_ids(self) -> list[int]:
-        return [h.id for s in self.sections for h in s.hits]
+        """Every hit this digest disposes of: once it is sent, none of them is owed any more."""
+        carried = [h for s in self.sections for story in s.stories for h in story.hit_ids]
+        carried += [h for s in self.sections for update in s.updates for h in update.hit_ids]
+        return carried + self.skipped_hit_ids
 
     @property
     def count(self) -> int:
-        return sum(len(s.hits) for s in self.sections)
+        """How many new stories it shows."""
+        return sum(len(s.stories) for s in self.sections)
 
     @property
     def subject(self) -> str:
         """One line, safe for a mail header: the window and the counts."""
         end = self.window_end.astimezone(self.zone)
-        topics = len(self.sections)
-        noun = "hit" if self.count == 1 else "hits"
+        topics = sum(1 for s in self.sections if s.stories)
+        noun = "story" if self.count == 1 else "stories"
         what = (
-            f"{self.count} {noun} in {topics} topic{'s' if topics != 1 else ''}"
+            f"{self.count} new {noun} in {topics} topic{'s' if topics != 1 else ''}"
             if self.count
-            else "no new hits"
+            else "no new stories"
         )
         return one_line(f"{self.subscription} digest, {end:%a %d %b %Y}: {what}")
 
@@ -54,27 +82,72 @@ def build_digest(
     subscription: str,
     hits: Sequence[HitView],
     *,
+    copies: Mapping[int, Sequence[StoryCopy]],
+    already_sent: Collection[int],
     window_start: datetime,
     window_end: datetime,
     zone: ZoneInfo,
     topic_order: Sequence[str],
+    exclude_reposts_older_than: timedelta | None = None,
 ) -> Digest:
-    """Group hits by topic (in the subscription's order), best score first, then newest."""
+    """Group hits by topic (in the subscription's order), then by story: each new story once, best score
+    first, then newest; stories in ``already_sent`` only as "more sources"; stale reposts left out."""
+    skipped = [h.id for h in hits if _stale(h, exclude_reposts_older_than)]
+    kept = [h for h in hits if h.id not in set(skipped)]
     sections = []
     for topic in topic_order:
-        of_topic = sorted(
-            (h for h in hits if h.topic == topic),
-            key=lambda h: (-h.score, -(h.published or h.created_at).timestamp()),
-        )
-        if of_topic:
-            sections.append(TopicSection(topic=topic, hits=of_topic))
+        groups: dict[int, list[HitView]] = {}
+        for hit in (h for h in kept if h.topic == topic):
+            groups.setdefault(hit.story_id if hit.story_id is not None else -hit.id, []).append(hit)
+        stories, updates = [], []
+        for story_id, group in groups.items():
+            story_copies = list(copies.get(story_id, []))
+            if story_id in already_sent:
+                updates.append(_update(group, story_copies))
+            else:
+                stories.append(_entry(group, story_copies))
+        stories.sort(key=lambda s: (-s.hit.score, -(s.hit.published or s.hit.created_at).timestamp()))
+        if stories or updates:
+            sections.append(TopicSection(topic=topic, stories=stories, updates=updates))
     return Digest(
         subscription=subscription,
         window_start=window_start,
         window_end=window_end,
         zone=zone,
         sections=sections,
+        skipped_hit_ids=skipped,
     )
+
+
+def _entry(group: list[HitView], copies: list[StoryCopy]) -> StoryEntry:
+    """Show the story's representative copy when it is among the hits (copies come representative
+    first), else the best-scoring hit; list every other source once."""
+    by_article = {h.article_id: h for h in group}
+    shown = next((by_article[c.article_id] for c in copies if c.article_id in by_article), None)
+    shown = shown or max(group, key=lambda h: h.score)
+    also, sources = [], {shown.source}
+    for copy in copies:
+        if copy.source not in sources and copy.article_id != shown.article_id:
+            sources.add(copy.source)
+            also.append(copy)
+    return StoryEntry(hit=shown, also=also, hit_ids=[h.id for h in group])
+
+
+def _update(group: list[HitView], copies: list[StoryCopy]) -> StoryUpdate:
+    title = copies[0].title if copies else group[0].title
+    url = copies[0].url if copies else group[0].url
+    return StoryUpdate(
+        title=title,
+        url=url,
+        sources=sorted({h.source for h in group}),
+        hit_ids=[h.id for h in group],
+    )
+
+
+def _stale(hit: HitView, limit: timedelta | None) -> bool:
+    if limit is None or hit.republished_from is None:
+        return False
+    return (hit.published or hit.created_at) - hit.republished_from > limit
 
 
 def one_line(text: str) -> str:

@@ -39,6 +39,10 @@ def _local(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%d %b %Y %H:%M %Z") if value else "date unknown"
 
 
+def _local_date(value: datetime, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%d %b %Y")
+
+
 @cache
 def _environment() -> Environment:
     env = Environment(
@@ -53,6 +57,7 @@ def _environment() -> Environment:
     env.filters["plain_marks"] = _plain_marks
     env.filters["one_line"] = one_line
     env.filters["local"] = _local
+    env.filters["local_date"] = _local_date
     env.globals["why"] = _why
     return env
 

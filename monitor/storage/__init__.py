@@ -8,6 +8,8 @@ from monitor.storage.storage import (
     NewArticle,
     Storage,
     StoredHit,
+    StoryCopy,
+    StoryView,
     TopicSpec,
 )
 
@@ -18,6 +20,8 @@ __all__ = [
     "NewArticle",
     "Storage",
     "StoredHit",
+    "StoryCopy",
+    "StoryView",
     "TopicSpec",
     "ensure_current",
     "make_engine",

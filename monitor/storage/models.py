@@ -69,6 +69,21 @@ class Feed(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class Story(SQLModel, table=True):
+    """One story: an article and its copies (syndicated, re-posted, spun), shown once with its sources."""
+
+    __tablename__ = "stories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: the copy shown for the story: the one with the fullest page text, the earliest on a tie (not a
+    #: foreign key, as articles point back at their story)
+    representative_id: int
+    #: the earliest publication date any copy gives: what "republished, originally …" refers to
+    first_published_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
 class Article(SQLModel, table=True):
     """One article, keyed by its canonical URL, moving through discovered → matched (or failed)."""
 
@@ -76,7 +91,12 @@ class Article(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     url_hash: str = Field(max_length=64, unique=True)
+    #: the canonical URL (unwrapped, no tracking): the article's identity
     url: str = _text(nullable=False)
+    #: where the page is fetched from: the feed's link (or None when the entry has no page)
+    page_url: str | None = _text()
+    #: the host the article belongs to, for learning its chrome
+    site: str | None = Field(default=None, max_length=255, index=True)
     feed_id: int = Field(foreign_key="feeds.id", index=True)
     state: str = Field(max_length=20, index=True)
     attempts: int = 0
@@ -90,9 +110,46 @@ class Article(SQLModel, table=True):
     page_published_at: datetime | None = _ts(nullable=True)
     text: str | None = _text()
     text_source: str | None = Field(default=None, max_length=10)
+    #: SHA-256 of the normalised text: exact copies
+    content_hash: str | None = Field(default=None, max_length=64, index=True)
+    #: MinHash signature of the text's shingles (see monitor.dedup); None for short texts
+    minhash: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary(), nullable=True))
+    story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
+    #: set when the article is a stale repost: the original publication date
+    republished_from: datetime | None = _ts(nullable=True)
     discovered_at: datetime = _ts()
     next_attempt_at: datetime = _ts(index=True)
     processed_at: datetime | None = _ts(nullable=True)
+
+
+class ArticleBand(SQLModel, table=True):
+    """One LSH band key of an article's MinHash: articles sharing a key are near-duplicate candidates."""
+
+    __tablename__ = "article_bands"
+
+    band_key: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True, autoincrement=False))
+    article_id: int = Field(foreign_key="articles.id", primary_key=True, index=True)
+
+
+class Site(SQLModel, table=True):
+    """A site articles come from, with how many of its articles have been stored (for chrome shares)."""
+
+    __tablename__ = "sites"
+
+    host: str = Field(max_length=255, primary_key=True)
+    articles: int = 0
+
+
+class SiteLine(SQLModel, table=True):
+    """A line of text seen on a site: in how many articles, and how many the site had when it first came."""
+
+    __tablename__ = "site_lines"
+
+    host: str = Field(max_length=255, primary_key=True)
+    line_key: str = Field(max_length=32, primary_key=True)
+    articles: int = 0
+    site_articles_at_first: int = 0
+    first_seen_at: datetime = _ts()
 
 
 class Entry(SQLModel, table=True):

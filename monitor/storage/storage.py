@@ -7,7 +7,7 @@ only the plain values defined here and in ``monitor.types``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,16 +16,40 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from monitor.chrome import LineSeen, strip_lines
 from monitor.config import FeedConfig, SubscriptionConfig
+from monitor.dedup import Candidate, Fingerprint
 from monitor.errors import AlreadyExistsError, NotFoundError, StorageError
-from monitor.storage.models import Alias, Article, Digest, DigestItem, Entry, Feed, Hit, Subscription, Topic
+from monitor.storage.models import (
+    Alias,
+    Article,
+    ArticleBand,
+    Digest,
+    DigestItem,
+    Entry,
+    Feed,
+    Hit,
+    Site,
+    SiteLine,
+    Story,
+    Subscription,
+    Topic,
+)
 from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
+from monitor.urls import site_of
 
 #: article states, in the order an article moves through them
 DISCOVERED, MATCHED, FAILED = "discovered", "matched", "failed"
 DIGEST_SENT, DIGEST_EMPTY, DIGEST_FAILED = "sent", "empty", "failed"
 #: digest outcomes after which the subscription's next window starts
 DIGEST_DONE = (DIGEST_SENT, DIGEST_EMPTY)
+#: a copy published this much later than its story's (or its page's) first publication is a stale repost
+REPUBLISHED_AFTER = timedelta(days=3)
+
+
+def _representative_rank(article: Article) -> tuple[bool, datetime]:
+    """Which copy shows a story best: one with its page's text over a feed summary, then the earliest."""
+    return article.text_source != "page", article.published_at or article.discovered_at
 
 
 def sha256(text: str) -> str:
@@ -34,10 +58,11 @@ def sha256(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NewArticle:
-    """A feed entry to record: the entry and the canonical URL of the article it points to."""
+    """A feed entry to record: the entry, the canonical URL of its article and where its page is."""
 
     entry: FeedEntry
     url: str
+    page_url: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +91,20 @@ class ArchivedArticle:
     text: str
     language: str | None
     feed: str
+
+    @property
+    def extracted(self) -> ExtractedArticle:
+        """As the matcher takes it."""
+        return ExtractedArticle(self.title, self.text, None, None, self.language, None, "page")
+
+
+@dataclass(frozen=True, slots=True)
+class SavedArticle:
+    """What storing an article did: the story it joined, and the site's articles (itself included) whose
+    text lost lines that became chrome with it (their hits are worth re-matching)."""
+
+    story_id: int
+    recleaned: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +138,8 @@ class HitView:
 
     id: int
     topic: str
+    article_id: int
+    #: the page's URL (or the canonical URL of an entry without a page)
     url: str
     title: str
     source: str
@@ -110,6 +151,33 @@ class HitView:
     created_at: datetime
     explanation: list[dict[str, Any]]
     topic_version: int
+    story_id: int | None = None
+    #: the original publication date when the article is a stale repost
+    republished_from: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryCopy:
+    """One copy of a story: where it appeared."""
+
+    article_id: int
+    title: str
+    source: str
+    url: str
+    published: datetime | None
+    republished_from: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryView:
+    """A story: its representative copy first, then the others, oldest first; and the topics it hit."""
+
+    id: int
+    title: str
+    first_published: datetime | None
+    copies: list[StoryCopy]
+    topics: list[str]
+    first_seen: datetime
 
 
 class Storage:
@@ -123,6 +191,15 @@ class Storage:
         try:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        """A plain connection for hot read-only lookups, without the ORM session's bookkeeping."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
 
@@ -245,6 +322,8 @@ class Storage:
                     known[url_hash] = Article(
                         url_hash=url_hash,
                         url=item.url,
+                        page_url=item.page_url,
+                        site=site_of(item.url),
                         feed_id=feed_id,
                         state=DISCOVERED,
                         title=item.entry.title,
@@ -334,6 +413,7 @@ class Storage:
             ArticleToProcess(
                 id=a.id or 0,
                 url=a.url,
+                page_url=a.page_url,
                 feed_name=feed_name,
                 attempts=a.attempts,
                 entry=FeedEntry(
@@ -356,12 +436,18 @@ class Storage:
         matches: Sequence[TopicMatch],
         fetch_error: str | None,
         now: datetime,
-    ) -> None:
-        """Store an article's content and its hits, and mark it matched, in one transaction (idempotent)."""
+        fingerprint: Fingerprint | None = None,
+        story_id: int | None = None,
+        lines: Mapping[str, str] | None = None,
+    ) -> SavedArticle:
+        """Store an article's content, its place in a story and its hits, and mark it matched, in one
+        transaction (idempotent). ``story_id`` is the story it is a copy of (None: a new story); ``lines``
+        are the keyed lines of its text as extracted, counted for its site's chrome."""
         with self._session() as session:
             article = session.get(Article, article_id)
             if article is None:
                 raise NotFoundError("article", str(article_id))
+            first_time = article.state != MATCHED
             article.title = extracted.title or article.title
             article.text, article.text_source = extracted.text, extracted.source
             article.author = extracted.author or article.author
@@ -370,8 +456,178 @@ class Storage:
             article.published_at = article.published_at or extracted.published
             article.state, article.last_error, article.processed_at = MATCHED, fetch_error, now
             article.attempts += 1
+            if fingerprint is not None:
+                article.content_hash = fingerprint.content_hash or None
+                article.minhash = fingerprint.signature or None
+                session.execute(sa.delete(ArticleBand).where(col(ArticleBand.article_id) == article_id))
+                session.add_all(ArticleBand(band_key=k, article_id=article_id) for k in fingerprint.band_keys)
+            story = self._join_story(session, article, story_id if first_time else article.story_id, now)
             session.add(article)
+            recleaned = []
+            if first_time and lines and article.site:
+                recleaned = self._count_site_lines(session, article.site, lines, now)
             self._store_hits(session, article_id, matches, now)
+            return SavedArticle(story.id or 0, recleaned)
+
+    def _join_story(self, session: Session, article: Article, story_id: int | None, now: datetime) -> Story:
+        """Put an article into a story (a new one when ``story_id`` is None); keep the story's representative
+        (page text over feed text, then the earliest) and first publication date; label a stale repost."""
+        story = session.get(Story, story_id) if story_id is not None else None
+        if story is None:
+            story = Story(representative_id=article.id or 0, created_at=now, updated_at=now)
+            session.add(story)
+            session.flush()
+        elif story.representative_id != article.id:
+            current = session.get(Article, story.representative_id)
+            if current is None or _representative_rank(article) < _representative_rank(current):
+                story.representative_id = article.id or 0
+        dates = [d for d in (story.first_published_at, article.page_published_at) if d is not None]
+        original = min(dates) if dates else None
+        listed = article.published_at or article.discovered_at
+        article.republished_from = original if original and listed - original > REPUBLISHED_AFTER else None
+        candidates = [d for d in (original, article.published_at) if d is not None]
+        story.first_published_at = min(candidates) if candidates else None
+        story.updated_at = now
+        session.add(story)
+        article.story_id = story.id
+        return story
+
+    def site_lines_seen(self, host: str, keys: Collection[str]) -> dict[str, LineSeen]:
+        """How often a site has shown each of these lines before (lines it never showed are left out)."""
+        if not keys:
+            return {}
+        with self._session() as session:
+            site = session.get(Site, host)
+            total = site.articles if site else 0
+            rows = session.exec(
+                select(SiteLine).where(SiteLine.host == host, col(SiteLine.line_key).in_(list(keys)))
+            ).all()
+            return {r.line_key: LineSeen(r.articles, total - r.site_articles_at_first) for r in rows}
+
+    @staticmethod
+    def _count_site_lines(session: Session, host: str, lines: Mapping[str, str], now: datetime) -> list[int]:
+        """Count an article's lines for its site; a line that becomes chrome with it is removed from the
+        site's earlier articles too, so the first copies of a site's furniture do not keep it."""
+        site = session.get(Site, host) or Site(host=host, articles=0)
+        site.articles += 1
+        session.add(site)
+        known = {
+            r.line_key: r
+            for r in session.exec(
+                select(SiteLine).where(SiteLine.host == host, col(SiteLine.line_key).in_(list(lines)))
+            ).all()
+        }
+        became_chrome = {}
+        for key, line in lines.items():
+            row = known.get(key)
+            if row is None:
+                row = SiteLine(
+                    host=host,
+                    line_key=key,
+                    articles=0,
+                    site_articles_at_first=site.articles - 1,
+                    first_seen_at=now,
+                )
+            was_chrome = LineSeen(row.articles, site.articles - 1 - row.site_articles_at_first).is_chrome
+            row.articles += 1
+            if (
+                not was_chrome
+                and LineSeen(row.articles, site.articles - row.site_articles_at_first).is_chrome
+            ):
+                became_chrome[key] = line
+            session.add(row)
+        recleaned: dict[int, Article] = {}
+        for line in became_chrome.values():
+            earlier = session.exec(
+                select(Article).where(
+                    Article.site == host,
+                    Article.state == MATCHED,
+                    col(Article.text).contains(line, autoescape=True),
+                )
+            ).all()
+            for other in earlier:
+                other.text = strip_lines(other.text or "", became_chrome.keys())
+                session.add(other)
+                recleaned[other.id or 0] = other
+        return sorted(recleaned)
+
+    def copy_candidates(
+        self, content_hash: str, band_keys: Sequence[int], *, exclude: int
+    ) -> tuple[int | None, list[Candidate]]:
+        """Where a text may already be stored: the story of an exact copy (if any; then nothing more is
+        looked up), else the articles sharing at least one LSH band with it, its possible near-duplicates.
+        Called for every article: plain Core queries on one connection."""
+        articles = Article.__table__.c  # type: ignore[attr-defined]
+        bands = ArticleBand.__table__.c  # type: ignore[attr-defined]
+        exact = (
+            sa.select(articles.story_id)
+            .where(
+                articles.content_hash == content_hash,
+                articles.story_id.is_not(None),
+                articles.id != exclude,
+            )
+            .order_by(articles.id)
+            .limit(1)
+        )
+        sharing = sa.select(bands.article_id).where(bands.band_key.in_(list(band_keys)))
+        near = sa.select(articles.id, articles.story_id, articles.minhash, articles.site).where(
+            articles.id.in_(sharing), articles.story_id.is_not(None), articles.id != exclude
+        )
+        with self._read() as conn:
+            if content_hash and (story := conn.execute(exact).scalar()) is not None:
+                return story, []
+            if not band_keys:
+                return None, []
+            return None, [
+                Candidate(article_id=i, story_id=story, signature=sig, site=site)
+                for i, story, sig, site in conn.execute(near).all()
+                if sig
+            ]
+
+    def article_texts(self, article_ids: Sequence[int]) -> dict[int, str]:
+        """Title and text of articles, as their fingerprints were taken."""
+        articles = Article.__table__.c  # type: ignore[attr-defined]
+        query = sa.select(articles.id, articles.title, articles.text).where(
+            articles.id.in_(list(article_ids))
+        )
+        with self._read() as conn:
+            return {i: f"{title}\n{text or ''}" for i, title, text in conn.execute(query).all()}
+
+    def rematch(self, article_id: int, matches: Sequence[TopicMatch], now: datetime) -> None:
+        """Refresh an article's hits after its text changed: update or add those that match, and drop those
+        that no longer do unless a digest already carried them."""
+        carried = select(DigestItem.hit_id)
+        with self._session() as session:
+            matching = [m.topic_id for m in matches]
+            session.execute(
+                sa.delete(Hit).where(
+                    col(Hit.article_id) == article_id,
+                    col(Hit.topic_id).not_in(matching),
+                    col(Hit.id).not_in(carried),
+                )
+            )
+            self._store_hits(session, article_id, matches, now)
+
+    def archived_by_id(self, article_ids: Sequence[int]) -> list[ArchivedArticle]:
+        query = (
+            select(Article, Feed.name)
+            .join(Feed, col(Feed.id) == Article.feed_id)
+            .where(col(Article.id).in_(list(article_ids)))
+            .order_by(col(Article.id))
+        )
+        with self._session() as session:
+            return [self._archived(a, feed) for a, feed in session.exec(query).all()]
+
+    @staticmethod
+    def _archived(a: Article, feed: str) -> ArchivedArticle:
+        return ArchivedArticle(
+            id=a.id or 0,
+            url=a.url,
+            title=a.title,
+            text=a.text or a.feed_summary,
+            language=a.language,
+            feed=feed,
+        )
 
     def record_article_error(
         self, article_id: int, *, error: str, now: datetime, retry_at: datetime | None
@@ -581,7 +837,8 @@ class Storage:
         return HitView(
             id=hit.id or 0,
             topic=topic,
-            url=article.url,
+            article_id=article.id or 0,
+            url=article.page_url or article.url,
             title=article.title,
             source=article.site_name or feed_name,
             published=article.published_at,
@@ -592,6 +849,8 @@ class Storage:
             created_at=hit.created_at,
             explanation=list(hit.explanation),
             topic_version=hit.topic_version,
+            story_id=article.story_id,
+            republished_from=article.republished_from,
         )
 
     def get_hit(self, hit_id: int) -> HitView:
@@ -600,6 +859,95 @@ class Storage:
             if row is None:
                 raise NotFoundError("hit", str(hit_id))
             return self._hit_view(*row)
+
+    # -- stories -------------------------------------------------------------------------------------
+
+    def story_copies(self, story_ids: Collection[int]) -> dict[int, list[StoryCopy]]:
+        """Every copy of each story, its representative first, then by publication date."""
+        if not story_ids:
+            return {}
+        query = (
+            select(Article, Feed.name, Story.representative_id)
+            .join(Feed, col(Feed.id) == Article.feed_id)
+            .join(Story, col(Story.id) == Article.story_id)
+            .where(col(Article.story_id).in_(list(story_ids)))
+        )
+        copies: dict[int, list[tuple[bool, datetime, StoryCopy]]] = {}
+        with self._session() as session:
+            for article, feed_name, representative in session.exec(query).all():
+                copy = StoryCopy(
+                    article_id=article.id or 0,
+                    title=article.title,
+                    source=article.site_name or feed_name,
+                    url=article.page_url or article.url,
+                    published=article.published_at,
+                    republished_from=article.republished_from,
+                )
+                rank = (article.id != representative, article.published_at or article.discovered_at)
+                copies.setdefault(article.story_id or 0, []).append((*rank, copy))
+        return {story: [c for *_, c in sorted(found, key=lambda x: x[:2])] for story, found in copies.items()}
+
+    def stories(
+        self, *, topic: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[StoryView]:
+        """Stories with at least one hit (of ``topic``, if given), newest first."""
+        query = (
+            select(Story.id, sa.func.min(Hit.created_at))
+            .join(Article, col(Article.story_id) == Story.id)
+            .join(Hit, col(Hit.article_id) == Article.id)
+            .join(Topic, col(Topic.id) == Hit.topic_id)
+            .group_by(col(Story.id))
+            .order_by(sa.func.min(Hit.created_at).desc(), col(Story.id).desc())
+        )
+        with self._session() as session:
+            if topic is not None:
+                self._topic(session, topic)
+                query = query.where(Topic.name == topic)
+            if since is not None:
+                query = query.having(sa.func.min(Hit.created_at) >= since)
+            if limit is not None:
+                query = query.limit(limit)
+            found = [(story_id or 0, seen) for story_id, seen in session.exec(query).all()]
+        return self._story_views(found)
+
+    def get_story(self, story_id: int) -> StoryView:
+        with self._session() as session:
+            story = session.get(Story, story_id)
+            if story is None:
+                raise NotFoundError("story", str(story_id))
+            seen = session.exec(
+                select(sa.func.min(Article.discovered_at)).where(Article.story_id == story_id)
+            ).one()
+        return self._story_views([(story_id, seen or story.created_at)])[0]
+
+    def _story_views(self, found: Sequence[tuple[int, datetime]]) -> list[StoryView]:
+        ids = [story_id for story_id, _ in found]
+        copies = self.story_copies(ids)
+        query = (
+            select(Article.story_id, Topic.name)
+            .join(Hit, col(Hit.article_id) == Article.id)
+            .join(Topic, col(Topic.id) == Hit.topic_id)
+            .where(col(Article.story_id).in_(ids))
+            .distinct()
+        )
+        with self._session() as session:
+            topics: dict[int, list[str]] = {}
+            for story_id, name in session.exec(query).all():
+                topics.setdefault(story_id or 0, []).append(name)
+            firsts = dict(
+                session.exec(select(Story.id, Story.first_published_at).where(col(Story.id).in_(ids))).all()
+            )
+        return [
+            StoryView(
+                id=story_id,
+                title=copies[story_id][0].title if copies.get(story_id) else "",
+                first_published=firsts.get(story_id),
+                copies=copies.get(story_id, []),
+                topics=sorted(topics.get(story_id, [])),
+                first_seen=seen,
+            )
+            for story_id, seen in found
+        ]
 
     # -- backtests -----------------------------------------------------------------------------------
 
@@ -630,17 +978,7 @@ class Storage:
             if not rows:
                 return
             last_id = rows[-1][0].id or 0
-            yield [
-                ArchivedArticle(
-                    id=a.id or 0,
-                    url=a.url,
-                    title=a.title,
-                    text=a.text or a.feed_summary,
-                    language=a.language,
-                    feed=feed,
-                )
-                for a, feed in rows
-            ]
+            yield [self._archived(a, feed) for a, feed in rows]
 
     def topic_hits(self, topic_id: int) -> dict[int, StoredHit]:
         """The stored hits of a topic by article id, with whether a sent digest carried them."""
@@ -683,7 +1021,9 @@ class Storage:
         """The hits a subscription's next digest carries, and where its window starts.
 
         A hit is due when it is of one of the subscription's topics, scores at least its minimum, was stored
-        after the subscription began and up to ``until``, and no sent digest of this subscription carried it.
+        after the subscription began and up to ``until``, and no sent (or empty) digest of this subscription
+        carried it. (An empty digest carries what needed no sending: stale reposts, more sources of stories
+        already sent.)
         Selecting by "not yet delivered" rather than by time window alone means a hit committed late, or a
         digest that failed, never loses anything; the delivered check means nothing is sent twice.
         """
@@ -694,10 +1034,10 @@ class Storage:
                     Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE)
                 )
             ).one()
-            delivered = (
+            carried = (
                 select(DigestItem.hit_id)
                 .join(Digest, col(Digest.id) == DigestItem.digest_id)
-                .where(Digest.subscription_id == sub.id, Digest.status == DIGEST_SENT)
+                .where(Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE))
             )
             query = (
                 self._hit_query()
@@ -706,12 +1046,32 @@ class Storage:
                     col(Hit.score) >= subscription.min_score,
                     col(Hit.created_at) > sub.created_at,
                     col(Hit.created_at) <= until,
-                    col(Hit.id).not_in(delivered),
+                    col(Hit.id).not_in(carried),
                 )
                 .order_by(col(Topic.name), col(Hit.score).desc(), col(Hit.created_at))
             )
             hits = [self._hit_view(*row) for row in session.exec(query).all()]
             return (last_end or sub.created_at), hits
+
+    def stories_delivered(self, subscription: str, story_ids: Collection[int]) -> set[int]:
+        """Which of these stories a sent digest of the subscription already carried (through any copy)."""
+        if not story_ids:
+            return set()
+        with self._session() as session:
+            sub = self._subscription(session, subscription)
+            query = (
+                select(Article.story_id)
+                .join(Hit, col(Hit.article_id) == Article.id)
+                .join(DigestItem, col(DigestItem.hit_id) == Hit.id)
+                .join(Digest, col(Digest.id) == DigestItem.digest_id)
+                .where(
+                    Digest.subscription_id == sub.id,
+                    Digest.status == DIGEST_SENT,
+                    col(Article.story_id).in_(list(story_ids)),
+                )
+                .distinct()
+            )
+            return {story for story in session.exec(query).all() if story is not None}
 
     def record_digest(
         self,
