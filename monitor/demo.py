@@ -1,8 +1,10 @@
 """`monitor demo`: the whole stream, offline, on sample outlets written for the project.
 
-Two fictional outlets (monitor/demo_data/site/) are served on a loopback port; their feeds are polled, the
-pages fetched and extracted, matched against a sample Xi–Putin topic, stored in a fresh SQLite file, and the
-digest is written as HTML. Nothing leaves the machine.
+Three fictional outlets (monitor/demo_data/site/) are served on a loopback port: two newsrooms and a content
+farm that reposts one of their stories inside its own chrome and re-runs a story from last year under a new
+date. Their feeds are polled, the pages fetched and extracted, grouped into stories, matched against a sample
+Xi–Putin topic and stored in a fresh SQLite file, and the digest is written as HTML. Nothing leaves the
+machine.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ feeds:
     tags: [demo]
   - name: harbourpost
     url: {base}/harbourpost/atom.xml
+    tags: [demo]
+  - name: dailyhub
+    url: {base}/dailyhub/feed.xml
     tags: [demo]
 subscriptions:
   - name: demo

@@ -84,11 +84,11 @@ def canonical_url(url: str) -> str:
 
 
 def page_url(link: str) -> str:
-    """Where to fetch an article from: the feed's link, past any pure redirect wrapper."""
+    """Where to fetch (and link) an article: its canonical URL, or the archive link the feed gave."""
     link = link.strip()
     while (target := _wrapped_target(link)) is not None and not _is_archive(link):
         link = target
-    return link
+    return link if _is_archive(link) else canonical_url(link)
 
 
 def _is_archive(url: str) -> bool:

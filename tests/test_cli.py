@@ -183,11 +183,26 @@ def test_python_dash_m_works():
 
 
 def test_demo_runs_offline(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    assert "3 hits" in result.output and "Digest written to" in result.output
+    assert "5 hits" in result.output and "Digest written to" in result.output
     digest = Path(tmp_path / "demo" / "digest.html").read_text()
-    assert digest.count('class="hit"') == 3 and "Beijing" in digest
+    # the farm's repost of the summit is one story with the wire's; its re-run of a 2025 story is left out
+    assert digest.count('class="hit"') == 3 and "Beijing" in digest and "Moscow talks" not in digest
+    assert "Also reported by" in digest and "Daily Hub" in digest
+
+    env = {"MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'demo.db'}", "COLUMNS": "200"}
+    stories = json.loads(runner.invoke(app, ["stories", "list", "--json"], env=env).stdout)
+    assert len(stories) == 4  # the three in the digest, and the stale repost
+    summit = next(s for s in stories if len(s["copies"]) == 2)
+    assert [c["source"] for c in summit["copies"]] == ["Eastwire News", "Daily Hub"]
+    assert "utm_" not in summit["copies"][1]["url"]
+    [stale] = [s for s in stories if s["copies"][0]["republished_from"]]
+    assert stale["first_published"].startswith("2025-05-08")
+    shown = runner.invoke(app, ["stories", "show", str(summit["id"])], env=env)
+    assert shown.exit_code == 0 and "Daily Hub" in shown.output and "shown" in shown.output
+    assert runner.invoke(app, ["stories", "show", "9999"], env=env).exit_code == 1
 
 
 def test_aliases_edit_backtest_and_hit_explanations(cli):

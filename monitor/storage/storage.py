@@ -481,12 +481,13 @@ class Storage:
             current = session.get(Article, story.representative_id)
             if current is None or _representative_rank(article) < _representative_rank(current):
                 story.representative_id = article.id or 0
-        dates = [d for d in (story.first_published_at, article.page_published_at) if d is not None]
-        original = min(dates) if dates else None
         listed = article.published_at or article.discovered_at
-        article.republished_from = original if original and listed - original > REPUBLISHED_AFTER else None
-        candidates = [d for d in (original, article.published_at) if d is not None]
-        story.first_published_at = min(candidates) if candidates else None
+        page = article.page_published_at
+        # a page date is often only a day: it counts when it is clearly older than the feed's exact time
+        own = page if page is not None and listed - page > timedelta(days=1) else listed
+        earliest = min(d for d in (story.first_published_at, own) if d is not None)
+        article.republished_from = earliest if listed - earliest > REPUBLISHED_AFTER else None
+        story.first_published_at = earliest
         story.updated_at = now
         session.add(story)
         article.story_id = story.id
