@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -42,6 +43,8 @@ MIN_WORDS = 25
 MIN_EXACT_WORDS = 8
 _SEED = 20_261_123
 _ESTIMATE_MARGIN = 0.1
+#: candidates whose full texts are compared, most similar first
+MAX_COMPARISONS = 5
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+")
 
@@ -56,6 +59,8 @@ class Fingerprint:
     signature: bytes
     #: one LSH key per band (signed 63-bit integers, the database's BIGINT)
     band_keys: tuple[int, ...]
+    #: the word shingles themselves, kept to confirm candidates (not stored)
+    shingles: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +92,11 @@ def fingerprint(text: str) -> Fingerprint:
     content_hash = hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
     if len(words) < MIN_WORDS:
         return Fingerprint(content_hash, b"", ())
+    shingled = shingles(words)
     minhash = MinHash(num_perm=NUM_PERM, seed=_SEED, hashfunc=zlib.crc32, **_permutations())
-    minhash.update_batch([s.encode("utf-8") for s in shingles(words)])
+    minhash.update_batch([s.encode("utf-8") for s in shingled])
     values = minhash.hashvalues.astype("<u4")
-    return Fingerprint(content_hash, values.tobytes(), band_keys(values))
+    return Fingerprint(content_hash, values.tobytes(), band_keys(values), frozenset(shingled))
 
 
 def band_keys(values: np.ndarray) -> tuple[int, ...]:
@@ -104,7 +110,7 @@ def band_keys(values: np.ndarray) -> tuple[int, ...]:
     return tuple(keys)
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
+def jaccard(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
@@ -113,31 +119,52 @@ def threshold(site: str | None, other_site: str | None) -> float:
     return SAME_SITE_JACCARD if site and site == other_site else SAME_STORY_JACCARD
 
 
-def likely_copies(mine: Fingerprint, candidates: Sequence[Candidate], *, site: str | None) -> list[Candidate]:
-    """The candidates whose signatures estimate an overlap near or above the threshold, most similar first.
+def find_story(
+    mine: Fingerprint,
+    candidates: Sequence[Candidate],
+    *,
+    site: str | None,
+    load_texts: Callable[[Sequence[int]], Mapping[int, str]],
+) -> int | None:
+    """The story of the candidate this text is a copy of, or None.
 
-    The estimate errs by about 0.04 here, so the margin lets through every true copy and few others."""
-    if not mine.signature or not candidates:
+    Candidates are ranked by their signatures' estimate of the overlap (it errs by about 0.05 here). One far
+    above the threshold is a copy; otherwise the texts of the best few (``load_texts``, by article id) are
+    compared exactly, and the best at or above the threshold for the two sites wins."""
+    ranked = _ranked(mine, candidates, site)
+    if not ranked:
+        return None
+    best, estimate = ranked[0]
+    if estimate >= threshold(site, best.site) + _ESTIMATE_MARGIN * 3:
+        return best.story_id
+    texts = load_texts([c.article_id for c, _ in ranked])
+    found, found_score = None, 0.0
+    for candidate, _ in ranked:
+        if candidate.article_id not in texts:
+            continue
+        score = jaccard(mine.shingles, shingles(tokens(texts[candidate.article_id])))
+        if score >= threshold(site, candidate.site) and score > found_score:
+            found, found_score = candidate.story_id, score
+    return found
+
+
+def _ranked(
+    mine: Fingerprint, candidates: Sequence[Candidate], site: str | None
+) -> list[tuple[Candidate, float]]:
+    """The candidates whose estimated overlap is near or above their threshold, best first, at most
+    ``MAX_COMPARISONS``."""
+    usable = [c for c in candidates if len(c.signature) == NUM_PERM * 4]
+    if not mine.signature or not usable:
         return []
     own = np.frombuffer(mine.signature, dtype="<u4")
-    others = np.frombuffer(b"".join(c.signature for c in candidates), dtype="<u4").reshape(-1, NUM_PERM)
+    others = np.frombuffer(b"".join(c.signature for c in usable), dtype="<u4").reshape(-1, NUM_PERM)
     estimates = (others == own).mean(axis=1)
-    order = np.argsort(-estimates, kind="stable")
-    return [
-        candidates[i] for i in order if estimates[i] >= threshold(site, candidates[i].site) - _ESTIMATE_MARGIN
+    ranked = [
+        (usable[i], float(estimates[i]))
+        for i in np.argsort(-estimates, kind="stable")
+        if estimates[i] >= threshold(site, usable[i].site) - _ESTIMATE_MARGIN
     ]
-
-
-def same_story(text: str, candidates: Sequence[tuple[Candidate, str]], *, site: str | None) -> int | None:
-    """Of candidates with their texts, the story of the one overlapping most with ``text``, if it is a copy
-    (the overlap reaches the threshold for the two sites); else None."""
-    mine = shingles(tokens(text))
-    best, best_score = None, 0.0
-    for candidate, other in candidates:
-        score = jaccard(mine, shingles(tokens(other)))
-        if score >= threshold(site, candidate.site) and score > best_score:
-            best, best_score = candidate.story_id, score
-    return best
+    return ranked[:MAX_COMPARISONS]
 
 
 @cache

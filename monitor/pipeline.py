@@ -44,8 +44,6 @@ MAX_BACKOFF = timedelta(hours=24)
 #: an article that fails for an unexpected reason is retried this often before it is marked failed
 MAX_ARTICLE_ATTEMPTS = 5
 ARTICLE_BATCH = 200
-#: near-duplicate candidates whose texts are compared in full, most similar first
-MAX_TEXT_COMPARISONS = 5
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -201,7 +199,7 @@ class Pipeline:
         lines = line_keys(extracted.text)
         extracted = self._without_chrome(extracted, site_of(item.url), lines)
         fingerprint = dedup.fingerprint(f"{extracted.title}\n{extracted.text}")
-        story = self.story_of(item.id, item.url, fingerprint, extracted)
+        story = self.story_of(item.id, item.url, fingerprint)
         matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
         saved = self.storage.save_article(
             item.id,
@@ -225,26 +223,15 @@ class Pipeline:
         chrome = chrome_keys(self.storage.site_lines_seen(site, lines))
         return replace(article, text=strip_lines(article.text, chrome)) if chrome else article
 
-    def story_of(
-        self, article_id: int, url: str, fingerprint: dedup.Fingerprint, article: ExtractedArticle
-    ) -> int | None:
-        """The stored story this article is a copy of: same text, or a near-duplicate confirmed on the full
-        text of the most similar candidates. None: it starts a story of its own."""
+    def story_of(self, article_id: int, url: str, fingerprint: dedup.Fingerprint) -> int | None:
+        """The stored story this article is a copy of: the same text, else a near-duplicate (see
+        :func:`dedup.find_story`). None: it starts a story of its own."""
         exact, near = self.storage.copy_candidates(
             fingerprint.content_hash, fingerprint.band_keys, exclude=article_id
         )
         if exact is not None:
             return exact
-        site = site_of(url)
-        candidates = dedup.likely_copies(fingerprint, near, site=site)[:MAX_TEXT_COMPARISONS]
-        if not candidates:
-            return None
-        texts = self.storage.article_texts([c.article_id for c in candidates])
-        return dedup.same_story(
-            f"{article.title}\n{article.text}",
-            [(c, texts[c.article_id]) for c in candidates if c.article_id in texts],
-            site=site,
-        )
+        return dedup.find_story(fingerprint, near, site=site_of(url), load_texts=self.storage.article_texts)
 
     def _current_matcher(self) -> TopicMatcher:
         """The compiled topics, rebuilt only when a topic or an alias was added, removed or changed."""
