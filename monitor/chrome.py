@@ -16,7 +16,7 @@ from dataclasses import dataclass
 MIN_ARTICLES = 5
 MIN_SHARE = 0.5
 #: longer lines are paragraphs of text, not furniture; they are neither counted nor removed
-MAX_LINE_CHARS = 400
+MAX_LINE_CHARS = 250
 
 
 @dataclass(frozen=True, slots=True)
