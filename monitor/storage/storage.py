@@ -177,7 +177,6 @@ class StoryView:
     first_published: datetime | None
     copies: list[StoryCopy]
     topics: list[str]
-    first_seen: datetime
 
 
 class Storage:
@@ -908,21 +907,16 @@ class Storage:
                 query = query.having(sa.func.min(Hit.created_at) >= since)
             if limit is not None:
                 query = query.limit(limit)
-            found = [(story_id or 0, seen) for story_id, seen in session.exec(query).all()]
+            found = [story_id or 0 for story_id, _ in session.exec(query).all()]
         return self._story_views(found)
 
     def get_story(self, story_id: int) -> StoryView:
         with self._session() as session:
-            story = session.get(Story, story_id)
-            if story is None:
+            if session.get(Story, story_id) is None:
                 raise NotFoundError("story", str(story_id))
-            seen = session.exec(
-                select(sa.func.min(Article.discovered_at)).where(Article.story_id == story_id)
-            ).one()
-        return self._story_views([(story_id, seen or story.created_at)])[0]
+        return self._story_views([story_id])[0]
 
-    def _story_views(self, found: Sequence[tuple[int, datetime]]) -> list[StoryView]:
-        ids = [story_id for story_id, _ in found]
+    def _story_views(self, ids: Sequence[int]) -> list[StoryView]:
         copies = self.story_copies(ids)
         query = (
             select(Article.story_id, Topic.name)
@@ -945,9 +939,8 @@ class Storage:
                 first_published=firsts.get(story_id),
                 copies=copies.get(story_id, []),
                 topics=sorted(topics.get(story_id, [])),
-                first_seen=seen,
             )
-            for story_id, seen in found
+            for story_id in ids
         ]
 
     # -- backtests -----------------------------------------------------------------------------------
