@@ -50,7 +50,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("page_url", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("site", sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column("content_hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("minhash", sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column("story_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("republished_from", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_articles_site", ["site"])
@@ -65,6 +64,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("band_key", "article_id"),
     )
     op.create_index("ix_article_bands_article_id", "article_bands", ["article_id"])
+    op.create_table(
+        "article_fingerprints",
+        sa.Column("article_id", sa.Integer(), nullable=False),
+        sa.Column("story_id", sa.Integer(), nullable=False),
+        sa.Column("site", sa.String(length=255), nullable=True),
+        sa.Column("signature", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(["article_id"], ["articles.id"]),
+        sa.ForeignKeyConstraint(["story_id"], ["stories.id"]),
+        sa.PrimaryKeyConstraint("article_id"),
+    )
 
     articles = sa.table(
         "articles",
@@ -106,6 +115,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("article_fingerprints")
     op.drop_index("ix_article_bands_article_id", table_name="article_bands")
     op.drop_table("article_bands")
     with op.batch_alter_table("articles", schema=None) as batch_op:
@@ -113,7 +123,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_articles_story_id")
         batch_op.drop_index("ix_articles_content_hash")
         batch_op.drop_index("ix_articles_site")
-        for column in ("republished_from", "story_id", "minhash", "content_hash", "site", "page_url"):
+        for column in ("republished_from", "story_id", "content_hash", "site", "page_url"):
             batch_op.drop_column(column)
     op.drop_table("site_lines")
     op.drop_table("sites")

@@ -39,6 +39,8 @@ def make_engine(url: str) -> sa.Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # 64 MiB of page cache (the default is 2 MiB): the duplicate check reads the LSH bands' index
+            cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
 
         return engine

@@ -112,8 +112,6 @@ class Article(SQLModel, table=True):
     text_source: str | None = Field(default=None, max_length=10)
     #: SHA-256 of the normalised text: exact copies
     content_hash: str | None = Field(default=None, max_length=64, index=True)
-    #: MinHash signature of the text's shingles (see monitor.dedup); None for short texts
-    minhash: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary(), nullable=True))
     story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
     #: set when the article is a stale repost: the original publication date
     republished_from: datetime | None = _ts(nullable=True)
@@ -129,6 +127,19 @@ class ArticleBand(SQLModel, table=True):
 
     band_key: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True, autoincrement=False))
     article_id: int = Field(foreign_key="articles.id", primary_key=True, index=True)
+
+
+class ArticleFingerprint(SQLModel, table=True):
+    """An article's MinHash signature with what the duplicate check needs beside it, in a narrow table of
+    its own: reading it from the articles table would drag each candidate's whole text off the disk."""
+
+    __tablename__ = "article_fingerprints"
+
+    article_id: int = Field(foreign_key="articles.id", primary_key=True)
+    story_id: int = Field(foreign_key="stories.id")
+    site: str | None = Field(default=None, max_length=255)
+    #: NUM_PERM unsigned 32-bit values (see monitor.dedup)
+    signature: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
 
 
 class Site(SQLModel, table=True):
