@@ -726,6 +726,21 @@ def test_topic_index_add_remove_and_order():
     assert len(index) == 0 and index.candidates(doc) == set() and index.match(doc) == []
 
 
+def test_topic_index_after_topics_come_and_go():
+    # the query first indexed for "a1" outlives it through "a2", added after "b1": its first topic is now
+    # younger than "b1"'s, and the index must still find each query through its own triggers
+    index: TopicIndex[str] = TopicIndex()
+    for key, query in [("a1", "gas"), ("b1", "oil"), ("a2", "gas"), ("c1", "xi AND putin")]:
+        index.add(key, compile_query(query))
+    index.remove("a1")
+    index.add("c1", compile_query("xi"))
+    gas, oil = prepare(Document(title="", text="Gas.")), prepare(Document(title="", text="Oil and Xi."))
+    assert [k for k, _ in index.match(gas)] == ["a2"]
+    assert [k for k, _ in index.match(oil)] == ["b1", "c1"]
+    index.add("a1", compile_query("oil"))
+    assert [k for k, _ in index.match(prepare(Document(title="", text="Oil and gas.")))] == ["b1", "a2", "a1"]
+
+
 def test_topic_index_finds_title_only_phrase_prefix_and_cjk_terms():
     queries = [
         'title:"xi jinping"',

@@ -14,12 +14,13 @@ A query's *requirements* are sets of triggers, one of each set to be present:
 * ``title:`` and ``@alias`` require what their child does (the title is part of the stream).
 
 A topic is found through a trigger of its *anchor*, the requirement whose triggers look rarest, together
-with a trigger of the next rarest (found by intersecting the present triggers with those paired with the
-anchor's), and is a candidate when each further requirement has a trigger present too. A query requiring
-nothing (none compiles: every query has a positive term) would be a candidate for every document.
+with a trigger of the next rarest, and is a candidate when each further requirement has a trigger present
+too. A query requiring nothing (none compiles: every query has a positive term) would be a candidate for every
+document. The (anchor, second) pairs are kept as arrays (:class:`_Leads`), so that a document's candidates
+come from a few array operations over its present triggers rather than a Python loop over them.
 
-The search hands the document where it found each trigger, so evaluation reads most terms' positions from
-there instead of looking for them again.
+The search hands the document where it found each trigger, grouped by trigger and already turned into token
+positions, so evaluation scores most terms from there instead of looking for them again.
 
 The topics' query trees are hash-consed (:class:`~monitor.topics.match.SharedNodes`): a sub-expression that
 many topics hold (a term, an OR of an alias's names, a NEAR pair) is one shared node, evaluated once per
@@ -29,14 +30,25 @@ out then; a match's explanation and snippet come from evaluating its query in fu
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Container, Hashable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Generic, Protocol, TypeVar
 
 import ahocorasick  # type: ignore[import-not-found]
+import numpy as np
 
-from monitor.topics.match import Match, PreparedDocument, SharedNode, SharedNodes, shared_score, trigger
+from monitor.topics.match import (
+    FALSE,
+    IntArray,
+    Match,
+    PreparedDocument,
+    SharedNode,
+    SharedNodes,
+    final_score,
+    trigger,
+)
 from monitor.topics.query import (
     Alias,
     And,
@@ -52,20 +64,11 @@ from monitor.topics.query import (
 )
 
 K = TypeVar("K", bound=Hashable)
-_V = TypeVar("_V")
 
 #: trigger strings of which at least one must occur in the stream
 Requirement = frozenset[str]
 
 _FIRST = itemgetter(0)
-_MISS = object()
-
-
-def _forget(entries_by_trigger: dict[int, dict[int, _V]], trigger_id: int, entry_id: int) -> None:
-    entries = entries_by_trigger[trigger_id]
-    del entries[entry_id]
-    if not entries:
-        del entries_by_trigger[trigger_id]
 
 
 class _Automaton(Protocol):
@@ -113,7 +116,7 @@ def requirements(node: Node) -> list[Requirement]:
     return []
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Entry(Generic[K]):
     """One distinct query, the topics that have it, and how it is found: through a trigger of its anchor
     and, if it requires more, one of its second requirement; the further ones are checked then."""
@@ -121,11 +124,70 @@ class _Entry(Generic[K]):
     query: CompiledQuery
     #: the query's tree in the index's shared sub-expressions
     shared: SharedNode
+    #: trigger ids
     anchor: tuple[int, ...]
     second: tuple[int, ...]
     rest: tuple[frozenset[int], ...]
     #: topic -> the order it was added in
     topics: dict[K, int]
+
+    def meets_rest(self, present: Container[int]) -> bool:
+        """Whether each further requirement has a trigger in ``present``."""
+        return all(any(t in present for t in requirement) for requirement in self.rest)
+
+
+def _first_added(entry: _Entry[K]) -> int:
+    return min(entry.topics.values())
+
+
+class _Leads(Generic[K]):
+    """Which entries the triggers present in a document lead to, as arrays: one row per trigger of an entry's
+    anchor and trigger of its second requirement (or :attr:`anyway` if it has none), rows grouped by anchor
+    trigger. A document's candidates are then found with a few array operations, whatever their number.
+    """
+
+    def __init__(self, entries: list[_Entry[K]], triggers: int) -> None:
+        #: ordered by their first topic, so that candidates come nearly in the order of the results
+        self.entries = sorted(entries, key=_first_added)
+        #: the second trigger of the entries requiring nothing more: always "present"
+        self.anyway = triggers
+        firsts: list[int] = []
+        thens: list[int] = []
+        rows: list[int] = []
+        for i, entry in enumerate(self.entries):
+            for first in entry.anchor:
+                for then in entry.second or (triggers,):
+                    firsts.append(first)
+                    thens.append(then)
+                    rows.append(i)
+        anchors = np.array(firsts, dtype=np.intp)
+        order = np.argsort(anchors, kind="stable")
+        #: rows of anchor trigger t: ``start[t]`` to ``start[t + 1]``
+        self.start = np.zeros(triggers + 1, dtype=np.intp)
+        np.cumsum(np.bincount(anchors, minlength=triggers), out=self.start[1:])
+        self.then = np.array(thens, dtype=np.intp)[order]
+        self.entry = np.array(rows, dtype=np.intp)[order]
+        self.with_rest = any(entry.rest for entry in self.entries)
+
+    def found(self, present: IntArray) -> list[_Entry[K]]:
+        """The entries whose anchor and second requirement have a trigger in ``present`` (trigger ids, each
+        once), and their further requirements too; in the order of :attr:`entries`."""
+        lo = self.start[present]
+        lengths = self.start[present + 1] - lo
+        ends = lengths.cumsum()
+        if not ends[-1]:
+            return []
+        # the rows of every present anchor, one range after another
+        rows = (lo - ends + lengths).repeat(lengths) + np.arange(ends[-1])
+        marked = np.zeros(self.anyway + 1, dtype=np.bool_)
+        marked[present] = True
+        marked[self.anyway] = True
+        hit = sorted(set(self.entry[rows[marked[self.then[rows]]]].tolist()))
+        found = list(map(self.entries.__getitem__, hit))
+        if self.with_rest:
+            ids = set(present.tolist())
+            found = [e for e in found if not e.rest or e.meets_rest(ids)]
+        return found
 
 
 class TopicIndex(Generic[K]):
@@ -133,31 +195,26 @@ class TopicIndex(Generic[K]):
 
     Topics with the same query (the same tree, however it was written) are evaluated once. ``add`` and
     ``remove`` are cheap; the automaton is rebuilt on the next search after a new trigger was added (or after
-    many were dropped). Results come in the order the topics were added.
+    many were dropped), the lookup arrays after a query was added or dropped. Results come in the order the
+    topics were added.
     """
 
     def __init__(self) -> None:
-        self._topics: dict[K, tuple[int, int]] = {}  # topic -> (order added, entry id)
-        self._entries: dict[int, _Entry[K]] = {}
-        self._entry_ids: dict[Node, int] = {}
+        self._topics: dict[K, tuple[int, _Entry[K]]] = {}  # topic -> (order added, entry)
+        self._entries: dict[Node, _Entry[K]] = {}  # query tree -> entry
         self._shared = SharedNodes()
         self._serial = 0
-        #: anchor trigger -> the entries requiring nothing more, found through it
-        self._single: dict[int, dict[int, None]] = {}
-        #: anchor trigger -> second trigger -> the entries found through the two, with their further ones
-        self._paired: dict[int, dict[int, dict[int, tuple[frozenset[int], ...]]]] = {}
-        self._always: dict[int, None] = {}
+        self._always: dict[_Entry[K], None] = {}
         self._trigger_ids: dict[str, int] = {}
         self._patterns: dict[int, str] = {}
         self._uses: dict[int, int] = {}
-        self._next_entry = 0
         self._next_trigger = 0
         self._automaton: _Automaton | None = None
-        #: what the automaton holds: trigger id -> string, and the strings
-        self._searched: dict[int, str] = {}
-        self._searched_strings: set[str] = set()
-        self._in_automaton = 0
+        #: what the automaton holds: trigger string -> id (never changed, replaced on a rebuild)
+        self._searched: dict[str, int] = {}
         self._stale = False
+        self._leads: _Leads[K] | None = None
+        self._skips: IntArray = np.zeros(0, dtype=np.intp)
 
     def __len__(self) -> int:
         return len(self._topics)
@@ -169,27 +226,27 @@ class TopicIndex(Generic[K]):
         """Index ``query`` under ``key``, replacing the query indexed under it before, if any."""
         if key in self._topics:
             self.remove(key)
-        entry_id = self._entry_ids.get(query.root)
-        if entry_id is None:
-            entry_id = self._entry_ids[query.root] = self._next_entry
-            self._next_entry += 1
-            self._entries[entry_id] = self._new_entry(entry_id, query)
-        self._entries[entry_id].topics[key] = self._serial
-        self._topics[key] = (self._serial, entry_id)
+        entry = self._entries.get(query.root)
+        if entry is None:
+            entry = self._entries[query.root] = self._new_entry(query)
+            self._leads = None
+        entry.topics[key] = self._serial
+        self._topics[key] = (self._serial, entry)
         self._serial += 1
 
-    def _new_entry(self, entry_id: int, query: CompiledQuery) -> _Entry[K]:
+    def _new_entry(self, query: CompiledQuery) -> _Entry[K]:
         found = sorted(dict.fromkeys(requirements(query.root)), key=_cost)
         shared = self._shared.add(query.root)
         if not found:
-            self._always[entry_id] = None
-            return _Entry(query, shared, (), (), (), {})
+            entry: _Entry[K] = _Entry(query, shared, (), (), (), {})
+            self._always[entry] = None
+            return entry
         anchor, *others = found
         others = [r for r in others if not anchor <= r]
         second = others[0] if others else frozenset[str]()
         rest = [r for r in others[1:] if not second <= r]
         ids = {pattern: self._use(pattern) for pattern in anchor.union(*others)}
-        entry: _Entry[K] = _Entry(
+        return _Entry(
             query,
             shared,
             tuple(ids[p] for p in sorted(anchor)),
@@ -197,31 +254,17 @@ class TopicIndex(Generic[K]):
             tuple(frozenset(ids[p] for p in r) for r in rest),
             {},
         )
-        for first in entry.anchor:
-            if not entry.second:
-                self._single.setdefault(first, {})[entry_id] = None
-            for then in entry.second:
-                self._paired.setdefault(first, {}).setdefault(then, {})[entry_id] = entry.rest
-        return entry
 
     def remove(self, key: K) -> None:
         """Forget the topic under ``key``; raises KeyError if there is none."""
-        _, entry_id = self._topics.pop(key)
-        entry = self._entries[entry_id]
+        _, entry = self._topics.pop(key)
         del entry.topics[key]
         if entry.topics:
             return
-        del self._entries[entry_id]
-        del self._entry_ids[entry.query.root]
+        del self._entries[entry.query.root]
+        self._leads = None
         self._shared.release(entry.shared)
-        self._always.pop(entry_id, None)
-        for first in entry.anchor:
-            if not entry.second:
-                _forget(self._single, first, entry_id)
-            for then in entry.second:
-                _forget(self._paired[first], then, entry_id)
-                if not self._paired[first]:
-                    del self._paired[first]
+        self._always.pop(entry, None)
         for trigger_id in {*entry.anchor, *entry.second, *(t for r in entry.rest for t in r)}:
             self._release(trigger_id)
 
@@ -242,84 +285,74 @@ class TopicIndex(Generic[K]):
             del self._uses[trigger_id]
             del self._trigger_ids[self._patterns.pop(trigger_id)]
             # a dropped trigger left in the automaton points to no topic; rebuild once most are such
-            if self._in_automaton > 2 * len(self._trigger_ids) + 1000:
+            if len(self._searched) > 2 * len(self._trigger_ids) + 1000:
                 self._stale = True
 
-    def _search(self) -> _Automaton | None:
-        """The automaton over the current triggers, rebuilt if triggers were added since it was built."""
+    def _search(self) -> tuple[_Automaton, _Leads[K], IntArray] | None:
+        """The automaton over the current triggers, the lookup arrays for what they lead to, and for each
+        trigger id the distance from its last character to its first token's first; each rebuilt if out of
+        date."""
         if self._stale:
-            self._automaton = None
-            self._searched = dict(self._patterns)
-            self._searched_strings = set(self._trigger_ids)
+            self._automaton = self._leads = None
+            self._searched = dict(self._trigger_ids)
+            self._skips = np.zeros(self._next_trigger, dtype=np.intp)
             if self._trigger_ids:
                 automaton: _Automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
                 for pattern, trigger_id in self._trigger_ids.items():
                     automaton.add_word(pattern, trigger_id)
+                    self._skips[trigger_id] = 2 - len(pattern)
                 automaton.make_automaton()
                 self._automaton = automaton
-            self._in_automaton = len(self._trigger_ids)
             self._stale = False
-        return self._automaton
+        if self._automaton is None:
+            return None
+        if self._leads is None:
+            self._leads = _Leads(list(self._entries.values()), self._next_trigger)
+            self._shared.locate(self._searched)
+        return self._automaton, self._leads, self._skips
 
     def prepare_search(self) -> None:
-        """Build the automaton now rather than on the next search (to time the two apart)."""
+        """Build the automaton and lookup arrays now rather than on the next search (to time them apart)."""
         self._search()
 
-    def _candidate_entries(self, doc: PreparedDocument) -> set[int]:
-        """The entries whose requirements the document meets; the document keeps where the triggers are."""
-        found = set(self._always)
-        automaton = self._search()
-        if automaton is None:
-            return found
-        occurrences: dict[int, list[int]] = {}
-        for end, trigger_id in automaton.iter(doc.stream):
-            ends = occurrences.get(trigger_id)
-            if ends is None:
-                occurrences[trigger_id] = [end]
-            else:
-                ends.append(end)
-        patterns = self._searched
-        doc.record_presearch({patterns[t]: ends for t, ends in occurrences.items()}, self._searched_strings)
-        present = set(occurrences)
-        single, paired = self._single, self._paired
-        for first in present:
-            alone = single.get(first)
-            if alone is not None:
-                found.update(alone)
-            pairs = paired.get(first)
-            if pairs is None:
-                continue
-            for then in pairs.keys() & present:
-                for entry_id, rest in pairs[then].items():
-                    for requirement in rest:
-                        if requirement.isdisjoint(present):
-                            break
-                    else:
-                        found.add(entry_id)
-        return found
+    def _candidate_entries(self, doc: PreparedDocument) -> list[_Entry[K]]:
+        """The entries whose requirements the document meets, each once; the document keeps where the
+        triggers are."""
+        search = self._search()
+        if search is None:
+            return list(self._always)
+        automaton, leads, skips = search
+        found = np.fromiter(chain.from_iterable(automaton.iter(doc.stream)), dtype=np.intp)
+        if not len(found):
+            return list(self._always)
+        # (end, trigger id) pairs: grouped by trigger, each trigger's occurrences in the order found
+        order = found[1::2].argsort(kind="stable")
+        ids = found[1::2][order]
+        starts = found[::2][order] + skips[ids]
+        new = np.ones(len(ids), dtype=np.bool_)
+        np.not_equal(ids[1:], ids[:-1], out=new[1:])
+        firsts = new.nonzero()[0]
+        present = ids[firsts]
+        doc.record_presearch(present.tolist(), [*firsts.tolist(), len(ids)], starts, self._searched)
+        return [*self._always, *leads.found(present)]
 
     def candidates(self, doc: PreparedDocument) -> set[K]:
         """The topics that can match ``doc``: a superset of those :meth:`match` returns."""
-        return {key for entry_id in self._candidate_entries(doc) for key in self._entries[entry_id].topics}
+        return {key for entry in self._candidate_entries(doc) for key in entry.topics}
 
     def match(self, doc: PreparedDocument) -> list[tuple[K, Match]]:
         """The topics matching ``doc`` with their matches, in the order the topics were added."""
         matches: list[tuple[int, K, Match]] = []
-        memo: dict[SharedNode, float | None] = {}
-        entries, miss = self._entries, _MISS
-        for entry_id in self._candidate_entries(doc):
-            entry = entries[entry_id]
-            value = memo.get(entry.shared, miss)
-            if value is miss:
-                value = shared_score(entry.shared, doc, memo)
+        memo: dict[SharedNode, float] = {}
+        for entry in self._candidate_entries(doc):
+            shared = entry.shared
+            value = memo.get(shared)
             if value is None:
+                value = memo[shared] = shared.value(doc, memo)
+            if value == FALSE:
                 continue
-            found = Match(round(min(1.0, max(0.0, value)), 3), None, doc, entry.query.root)  # type: ignore[call-overload]
-            topics = entry.topics
-            if len(topics) == 1:
-                for key, added in topics.items():
-                    matches.append((added, key, found))
-            else:
-                matches += [(added, key, found) for key, added in topics.items()]
+            found = Match(final_score(value), None, doc, entry.query.root)
+            for key, added in entry.topics.items():
+                matches.append((added, key, found))
         matches.sort(key=_FIRST)
         return [(key, found) for _, key, found in matches]

@@ -18,6 +18,8 @@ import unicodedata
 from functools import lru_cache
 from typing import NamedTuple
 
+import numpy as np
+
 
 def _mark_ranges() -> tuple[str, str]:
     """All combining-mark code points (category M*) as two regex class bodies, inside and outside the BMP.
@@ -76,6 +78,8 @@ _ASCII_WORDS = str.maketrans(
     {chr(c): chr(c).lower() if chr(c).isalnum() or chr(c) in "_'" else " " for c in range(128)}
 )
 _APOSTROPHES_RE = re.compile("'+")
+#: a lone apostrophe between two word characters, in text spaced out by ``_ASCII_WORDS``
+_JOINING_APOSTROPHE_RE = re.compile("'(?<=[^ ']')(?=[^ '])")
 #: a possessive at the end of a word, in words separated by spaces
 _POSSESSIVE_RE = re.compile(r"'s(?= |\Z)")
 #: the same in tokens joined by line breaks, which may start with anything (a dropped diacritic): a
@@ -157,7 +161,7 @@ def token_texts(text: str) -> list[str]:
             unified = unified.replace(apostrophe, "'")
     if unified.isascii():
         return _ascii_token_texts(unified)
-    letters = [m.start() for m in _NON_ASCII_RE.finditer(unified) if _WORD_CHAR_RE.match(m.group())]
+    letters = _non_ascii_letters(unified)
     if len(letters) > len(unified) // 16:
         return _folded_token_texts(unified)
     tokens: list[str] = []
@@ -175,6 +179,11 @@ def token_texts(text: str) -> list[str]:
         done = end
     tokens += _ascii_token_texts(unified[done:])
     return tokens
+
+
+def _non_ascii_letters(text: str) -> list[int]:
+    """Where ``text`` has letters (or marks) that are not ASCII."""
+    return [m.start() for m in _NON_ASCII_RE.finditer(text) if _WORD_CHAR_RE.match(m.group())]
 
 
 def _ascii_token_texts(text: str) -> list[str]:
@@ -294,13 +303,18 @@ _NOT_BEFORE_LOWER = rf"(?!\s*[{_lowercase_ranges()}])"
 _RUN_START = "(?<![.!?\u2026].)"
 #: where a sentence ends: after ! or ? (then closing quotes or brackets, then a space); after . or … the
 #: same unless a lower-case word follows or, for '.', an abbreviation or a single letter precedes; after
-#: 。！？; and at a line break, since extracted article text has one paragraph per line
+#: 。！？; and at a line break, since extracted article text has one paragraph per line. The pattern opens
+#: with the set of every first character and then tells them apart looking back, so that ``re`` skips to
+#: the next candidate character at C speed (alternatives opening with classes would be tried at every one).
 _SENTENCE_END_RE = re.compile(
-    rf"[!?]{_RUN_START}[.!?\u2026]*{_CLOSERS}"
-    rf"|\.{_RUN_START}{_abbreviation_guards()}[.!?\u2026]*{_CLOSERS}{_NOT_BEFORE_LOWER}"
-    rf"|\u2026{_RUN_START}[.!?\u2026]*{_CLOSERS}{_NOT_BEFORE_LOWER}"
-    "|[\u3002\uff01\uff1f]+[)\u300d\u300f\u201d\u2019\uff09]*"
-    "|[\r\n\u2028\u2029]+"
+    "[!?.\u2026\u3002\uff01\uff1f\r\n\u2028\u2029]"
+    "(?:"
+    rf"(?<=[!?]){_RUN_START}[.!?\u2026]*{_CLOSERS}"
+    rf"|(?<=\.){_RUN_START}{_abbreviation_guards()}[.!?\u2026]*{_CLOSERS}{_NOT_BEFORE_LOWER}"
+    rf"|(?<=\u2026){_RUN_START}[.!?\u2026]*{_CLOSERS}{_NOT_BEFORE_LOWER}"
+    "|(?<=[\u3002\uff01\uff1f])[\u3002\uff01\uff1f]*[)\u300d\u300f\u201d\u2019\uff09]*"
+    "|(?<=[\r\n\u2028\u2029])[\r\n\u2028\u2029]*"
+    ")"
 )
 
 
@@ -315,10 +329,37 @@ def sentence_breaks(text: str) -> list[int]:
 def sentence_starts(text: str) -> list[int]:
     """The index in ``token_texts(text)`` of each sentence's first token, beginning with 0."""
     starts = [0]
-    count = previous = 0
-    for offset in sentence_breaks(text):
-        count += len(token_texts(text[previous:offset]))
-        previous = offset
+    for count in _tokens_before(text, sentence_breaks(text)):
         if count != starts[-1]:
             starts.append(count)
     return starts
+
+
+def _tokens_before(text: str, offsets: list[int]) -> list[int]:
+    """How many tokens ``text[:offset]`` gives, for each of ``offsets`` (ascending, never inside a word).
+
+    Where the ASCII path of :func:`token_texts` would take the text, that is the number of words starting
+    before the offset in the text made spaces and word characters one for one, counted for all offsets at
+    once. A stretch between two offsets holding other letters is tokenised on its own.
+    """
+    if not offsets:
+        return []
+    unified = text
+    for apostrophe in _PUNCTUATION_APOSTROPHES:
+        unified = unified.replace(apostrophe, "'")
+    spaced = unified.encode("ascii", "replace").decode("ascii").translate(_ASCII_WORDS)
+    if "'" in spaced:  # an apostrophe joining two word characters is part of a word, any other a space
+        spaced = _JOINING_APOSTROPHE_RE.sub("_", spaced).replace("'", " ")
+    is_word = np.frombuffer(spaced.encode("ascii"), dtype=np.uint8) != ord(" ")
+    word_starts = (is_word[1:] > is_word[:-1]).nonzero()[0] + 1
+    counts = word_starts.searchsorted(offsets) + int(is_word[0])
+    letters = _non_ascii_letters(unified)
+    if letters:
+        ends = [*offsets, len(text)]
+        sizes = np.diff(counts, prepend=0)
+        for i in dict.fromkeys(np.searchsorted(ends, letters, side="right").tolist()):
+            if i < len(offsets):
+                sizes[i] = len(token_texts(text[ends[i - 1] if i else 0 : ends[i]]))
+        counts = np.cumsum(sizes)
+    found: list[int] = counts.tolist()
+    return found
