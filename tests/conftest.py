@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -14,7 +17,10 @@ from xml.sax.saxutils import escape
 import pytest
 import sqlalchemy as sa
 
+from monitor.config import NetworkConfig
+from monitor.fetch import Fetcher
 from monitor.loopback import LoopbackSite
+from monitor.pipeline import Pipeline, RunReport
 from monitor.storage import Storage, make_engine, upgrade
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -176,3 +182,17 @@ def serve_kremlin(site: LoopbackSite) -> dict[str, Any]:
         "application/rss+xml",
     )
     return truth
+
+
+#: the fetcher's network settings for tests: loopback addresses allowed
+LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
+
+
+def run_pipeline(storage: Storage, clock: Callable[[], datetime], **kwargs: Any) -> RunReport:
+    """One pass of the stream (Pipeline.run_once with ``kwargs``) with the loopback fetcher."""
+
+    async def go() -> RunReport:
+        async with Fetcher(LOOPBACK) as fetcher:
+            return await Pipeline(storage, fetcher, clock=clock).run_once(**kwargs)
+
+    return asyncio.run(go())

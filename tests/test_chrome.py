@@ -1,21 +1,16 @@
 """Site chrome learned per site and removed: on real pages, and on real pages reposted inside known chrome."""
 
-import asyncio
-import ipaddress
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
 from monitor.chrome import MIN_ARTICLES, LineSeen, line_keys, strip_lines
-from monitor.config import FeedConfig, NetworkConfig
+from monitor.config import FeedConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
 from monitor.extract import extract_page
-from monitor.fetch import Fetcher
 from monitor.loopback import LoopbackSite
-from monitor.pipeline import Pipeline
 
-from conftest import corpus_path, serve_kremlin
+from conftest import corpus_path, run_pipeline, serve_kremlin
 
-LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 CHROME = [
     "Join our Telegram channel for the latest updates",
@@ -26,11 +21,7 @@ CHROME = [
 
 
 def run(storage):
-    async def go():
-        async with Fetcher(LOOPBACK) as fetcher:
-            return await Pipeline(storage, fetcher, clock=lambda: NOW).run_once(all_feeds=True)
-
-    return asyncio.run(go())
+    return run_pipeline(storage, lambda: NOW, all_feeds=True)
 
 
 def stored_texts(storage, host_part: str) -> dict[str, str]:

@@ -1,9 +1,7 @@
 """Copies of one story: fingerprints, near-duplicates on real texts, and stories through the whole stream."""
 
-import asyncio
 import email
 import email.policy
-import ipaddress
 import json
 import random
 import re
@@ -13,16 +11,13 @@ from html import escape
 import pytest
 
 from monitor import dedup
-from monitor.config import FeedConfig, NetworkConfig, Settings, SubscriptionConfig
+from monitor.config import FeedConfig, Settings, SubscriptionConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
 from monitor.digest import deliver_digest, prepare_digest, render_text
-from monitor.fetch import Fetcher
 from monitor.loopback import LoopbackSite
-from monitor.pipeline import Pipeline
 
-from conftest import corpus_path
+from conftest import corpus_path, run_pipeline
 
-LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
 START = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 TALKS, TIANJIN, ORDER, OLD_TALKS = (
     "kremlin-en-57696",
@@ -75,11 +70,7 @@ def rss(items: list[tuple[str, str, datetime]]) -> str:
 
 
 def run(storage, now):
-    async def go():
-        async with Fetcher(LOOPBACK) as fetcher:
-            return await Pipeline(storage, fetcher, clock=lambda: now).run_once(all_feeds=True)
-
-    return asyncio.run(go())
+    return run_pipeline(storage, lambda: now, all_feeds=True)
 
 
 # -- fingerprints ---------------------------------------------------------------------------------------

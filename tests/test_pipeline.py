@@ -1,21 +1,19 @@
 """The stream end to end on real feeds and pages from ../shared/corpus, served on loopback."""
 
 import asyncio
-import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.config import FeedConfig, NetworkConfig
+from monitor.config import FeedConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline
 
-from conftest import corpus_path, serve_kremlin
-
-LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
+from conftest import LOOPBACK, corpus_path, serve_kremlin
+from conftest import run_pipeline as run
 
 
 class Clock:
@@ -26,14 +24,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def run(storage, clock, **kwargs):
-    async def go():
-        async with Fetcher(LOOPBACK) as fetcher:
-            return await Pipeline(storage, fetcher, clock=clock).run_once(**kwargs)
-
-    return asyncio.run(go())
 
 
 def test_wsj_replay_stores_exactly_the_new_items_and_honours_304(storage, site):
