@@ -4,7 +4,8 @@ Three tests, cheapest first: the canonical URL (done when entries are recorded),
 normalised text, and near-duplicates by MinHash over word shingles (datasketch). Near-duplicate candidates
 come from locality-sensitive hashing: the signature is cut into bands, and any stored article sharing a band
 with this one is a candidate (storage keeps the band keys in an indexed table, so the index lives in the
-database, not in a process). Each candidate is then confirmed on the exact shingle overlap of both texts.
+database, not in a process). A candidate whose signature shows an overlap far above the threshold is a copy;
+the others are confirmed on the exact shingle overlap of both texts.
 
 The parameters are tuned by ``bench/dedup_quality.py`` on syndicated copies with different site chrome,
 word-spun copies and different articles on the same event.
