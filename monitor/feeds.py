@@ -47,12 +47,36 @@ def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> 
     broken = problem is not None and not isinstance(problem, _BENIGN_COMPLAINTS)
     if not entries and (broken or not document.get("version")):
         if b"<html" in content[:2048].lower():
-            raise FeedParseError(url, "an HTML page, not an RSS/Atom feed")
+            linked = linked_feeds(content, url)
+            offer = f"; it links to these feeds: {', '.join(linked)}" if linked else ""
+            raise FeedParseError(url, f"an HTML page, not an RSS/Atom feed{offer}")
         raise FeedParseError(
             url, _describe(problem) if problem and broken else "no RSS or Atom document found"
         )
     title = _clean_line(document.feed.get("title", "")) or None
     return ParsedFeed(title=title, entries=entries, warning=str(problem) if problem else None)
+
+
+_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "application/rdf+xml")
+
+
+def linked_feeds(page: bytes, url: str) -> list[str]:
+    """The feeds an HTML page announces (<link rel="alternate" type="application/rss+xml" href=…>),
+    absolute, in page order: what to offer when a feed URL turns out to be a web page."""
+    try:
+        tree = lxml.html.fromstring(page)
+    except (ValueError, ParserError):
+        return []
+    found: list[str] = []
+    for link in tree.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = (link.get("type") or "").lower().split(";")[0].strip()
+        href = (link.get("href") or "").strip()
+        if "alternate" in rel and kind in _FEED_TYPES and href:
+            absolute = urljoin(url, href)
+            if absolute not in found:
+                found.append(absolute)
+    return found
 
 
 def _describe(problem: Exception) -> str:

@@ -62,6 +62,21 @@ def test_entry_text_is_plain_text_without_scripts():
     assert html_to_text("<p>One</p><p>Two<script>x()</script></p>") == "One\n\nTwo"
 
 
+def test_an_html_page_offers_the_feeds_it_links_to():
+    page = (
+        b"<!DOCTYPE html><html><head><title>Eastwire</title>"
+        b'<link rel="alternate" type="application/rss+xml" title="Top" href="/eastwire/feed.xml">'
+        b'<link rel="alternate" type="application/atom+xml" href="https://cdn.example.org/atom">'
+        b'<link rel="stylesheet" href="/x.css"></head><body><p>News</p></body></html>'
+    )
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(page, url="https://example.org/eastwire/")
+    assert str(caught.value).endswith(
+        "an HTML page, not an RSS/Atom feed; it links to these feeds: "
+        "https://example.org/eastwire/feed.xml, https://cdn.example.org/atom"
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
