@@ -61,6 +61,10 @@ class AddressPolicy:
                 )
 
 
+#: a whole answer (headers and body) must arrive within this many times the network timeout
+DEADLINE_FACTOR = 4
+
+
 class Fetcher:
     """An async HTTP client with monitor's limits; use as ``async with Fetcher(config) as fetcher``."""
 
@@ -146,8 +150,13 @@ class Fetcher:
 
     async def _request(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
         cap = self.config.max_body_bytes
+        # httpx's timeouts are per read: a server dripping a byte a second would never trip them
+        deadline = self.config.timeout * DEADLINE_FACTOR
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
+            async with (
+                asyncio.timeout(deadline),
+                self._client.stream("GET", url, headers=headers) as response,
+            ):
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > cap:
                     raise ResponseTooLargeError(
@@ -162,6 +171,8 @@ class Fetcher:
                 return response, b"".join(chunks)
         except httpx.TimeoutException as exc:
             raise FetchError(url, f"timed out ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise FetchError(url, f"timed out: no complete answer within {deadline:g} s") from None
         except httpx.ConnectError as exc:
             raise FetchError(url, f"cannot connect: {exc or 'connection failed'}") from None
         except httpx.DecodingError as exc:

@@ -2,6 +2,7 @@ import asyncio
 import ipaddress
 import socket
 import threading
+import time
 
 import pytest
 
@@ -10,7 +11,7 @@ from monitor.errors import AddressNotAllowedError, FetchError, HTTPStatusError, 
 from monitor.fetch import AddressPolicy, Fetcher
 from monitor.types import Fetched, NotModified
 
-LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
+from conftest import LOOPBACK
 
 
 def fetch_feed(config, url, **kwargs):
@@ -110,6 +111,36 @@ def test_timeout_is_a_fetch_error():
         with pytest.raises(FetchError, match="timed out"):
             fetch_feed(LOOPBACK.model_copy(update={"timeout": 0.5}), url)
     finally:
+        listener.close()
+
+
+def test_a_slowly_dripping_body_hits_the_deadline():
+    """Each byte comes before the read timeout, so only a deadline on the whole answer stops it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n\r\n<rss>")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/drip.xml"
+        started = time.monotonic()
+        with pytest.raises(FetchError, match=r"no complete answer within 2 s"):
+            fetch_feed(LOOPBACK.model_copy(update={"timeout": 0.5}), url)
+        assert time.monotonic() - started < 4
+    finally:
+        stop.set()
         listener.close()
 
 
