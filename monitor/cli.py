@@ -250,6 +250,8 @@ def feeds_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
         status = (
             "[dim]removed[/]"
             if not f.active
+            else "[red]disabled[/]"
+            if f.disabled_reason
             else f"[red]failing ×{f.consecutive_errors}[/]"
             if f.consecutive_errors
             else "[green]ok[/]"
@@ -262,7 +264,7 @@ def feeds_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
             _when(f.last_polled_at),
             _when(f.next_poll_at),
             str(f.articles),
-            f.last_error or "",
+            f.disabled_reason or f.last_error or "",
         )
     console.print(table)
 

@@ -243,6 +243,12 @@ class Pipeline:
     def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
         """Record the error on the feed; back off exponentially (honouring Retry-After), never give up."""
         status = exc.status if isinstance(exc, HTTPStatusError) else None
+        if status == 410:  # Gone: the publisher says so; polling on would only hammer it
+            self.storage.record_feed_error(feed.id, error=str(exc), status=status, now=now, next_poll_at=now)
+            reason = "410 Gone: the publisher removed this feed; change its url in feeds.yaml to poll again"
+            self.storage.disable_feed(feed.id, reason=reason, now=now)
+            log.warning("feed disabled: %s", exc, extra={"feed": feed.name, "status": status})
+            return PollOutcome(feed.name, "error", error=f"{exc} (feed disabled)")
         delay = min(MAX_BACKOFF, feed.interval * 2 ** min(feed.consecutive_errors, 10))
         if isinstance(exc, HTTPStatusError) and exc.retry_after:
             delay = max(delay, min(MAX_BACKOFF, timedelta(seconds=exc.retry_after)))

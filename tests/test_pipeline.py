@@ -222,3 +222,38 @@ def test_an_article_that_breaks_the_matcher_is_retried_and_the_rest_go_on(storag
     clock.now += timedelta(minutes=6)  # the retry is due; the bug is gone
     assert run(storage, clock).articles == 1
     assert storage.article_count() == {"matched": 5}
+
+
+def test_a_feed_that_is_gone_is_disabled_with_its_reason_and_the_others_go_on(storage, site):
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    gone = site.put("/gone.xml", b"this feed has been removed", status=410)
+    clock = Clock()
+    storage.sync_feeds(
+        [
+            FeedConfig(name="gone", url=gone),
+            FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml")),
+        ],
+        clock.now,
+    )
+    report = run(storage, clock, all_feeds=True)
+    outcomes = {p.feed: p for p in report.polls}
+    assert outcomes["eastwire"].status == "updated" and outcomes["eastwire"].new_entries > 0
+    assert outcomes["gone"].status == "error" and "410" in outcomes["gone"].error
+    assert "feed disabled" in outcomes["gone"].error
+
+    statuses = {f.name: f for f in storage.feed_statuses()}
+    assert statuses["gone"].disabled_reason.startswith("410 Gone")
+    asked = sum(path == "/gone.xml" for path, _ in site.requests)
+    clock.now += timedelta(days=2)
+    again = run(storage, clock, all_feeds=True)
+    assert [p.feed for p in again.polls] == ["eastwire"]  # not asked again, not silently either
+    assert sum(path == "/gone.xml" for path, _ in site.requests) == asked
+
+    moved = site.put("/moved.xml", (SITE / "harbourpost" / "atom.xml").read_bytes())
+    storage.sync_feeds(
+        [FeedConfig(name="gone", url=moved), FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml"))],
+        clock.now,
+    )
+    statuses = {f.name: f for f in storage.feed_statuses()}
+    assert statuses["gone"].disabled_reason is None  # a new address is polled afresh
+    assert "gone" in [f.name for f in storage.feeds_due(clock.now)]

@@ -66,6 +66,8 @@ class Feed(SQLModel, table=True):
     last_status: int | None = None
     consecutive_errors: int = 0
     last_error: str | None = _text()
+    #: why the feed is no longer polled (a 410 Gone); cleared when its URL in feeds.yaml changes
+    disabled_reason: str | None = _text()
     created_at: datetime = _ts()
 
 

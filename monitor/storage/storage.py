@@ -135,6 +135,7 @@ class FeedStatus:
     last_error: str | None
     next_poll_at: datetime
     articles: int
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +230,9 @@ class Storage:
                         )
                     )
                     continue
-                if row.url != config.url:
+                if row.url != config.url:  # a new address: polled afresh, even if the old one was gone
                     row.url, row.etag, row.last_modified, row.next_poll_at = config.url, None, None, now
+                    row.disabled_reason = None
                 row.interval_seconds, row.tags, row.active = interval, list(config.tags), True
                 session.add(row)
             for name, row in existing.items():
@@ -240,7 +242,7 @@ class Storage:
 
     def feeds_due(self, now: datetime, *, name: str | None = None) -> list[FeedForPoll]:
         """Active feeds whose next poll time has come (or the one named, due or not)."""
-        query = select(Feed).where(col(Feed.active))
+        query = select(Feed).where(col(Feed.active), col(Feed.disabled_reason).is_(None))
         if name is not None:
             query = query.where(Feed.name == name)
         else:
@@ -253,7 +255,11 @@ class Storage:
 
     def all_feeds_for_poll(self) -> list[FeedForPoll]:
         with self._session() as session:
-            rows = session.exec(select(Feed).where(col(Feed.active)).order_by(col(Feed.name))).all()
+            rows = session.exec(
+                select(Feed)
+                .where(col(Feed.active), col(Feed.disabled_reason).is_(None))
+                .order_by(col(Feed.name))
+            ).all()
         return [self._for_poll(f) for f in rows]
 
     @staticmethod
@@ -364,6 +370,13 @@ class Storage:
             feed.next_poll_at = next_poll_at
             session.add(feed)
 
+    def disable_feed(self, feed_id: int, *, reason: str, now: datetime) -> None:
+        """Stop polling a feed for good (until its URL changes), saying why."""
+        with self._session() as session:
+            feed = self._feed(session, feed_id)
+            feed.last_polled_at, feed.disabled_reason = now, reason
+            session.add(feed)
+
     def feed_statuses(self) -> list[FeedStatus]:
         counts = select(Article.feed_id, sa.func.count().label("n")).group_by(col(Article.feed_id)).subquery()
         query = (
@@ -385,6 +398,7 @@ class Storage:
                     last_error=f.last_error,
                     next_poll_at=f.next_poll_at,
                     articles=n or 0,
+                    disabled_reason=f.disabled_reason,
                 )
                 for f, n in session.exec(query).all()
             ]
