@@ -92,3 +92,27 @@ def test_unusable_documents_raise_a_clear_error(body, reason):
     with pytest.raises(FeedParseError, match=reason) as caught:
         parse_feed(body, url="https://example.org/feed")
     assert "https://example.org/feed" in str(caught.value)
+
+
+def test_an_entity_expansion_bomb_is_not_expanded():
+    """A billion-laughs DTD: expat refuses the amplification, and the loose parse leaves it unexpanded."""
+    levels = b"".join(
+        b'<!ENTITY %s "%s">' % (bytes([98 + i]), (b"&" + bytes([97 + i]) + b";") * 10) for i in range(9)
+    )
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "' + b"x" * 100 + b'">' + levels + b"]>"
+        b'<rss version="2.0"><channel><title>&j;</title>'
+        b"<item><title>Putin meets Xi</title><link>https://example.org/a</link></item></channel></rss>"
+    )
+    feed = parse_feed(bomb, url="https://example.org/feed")  # 10^9 x's would be a gigabyte
+    assert [e.title for e in feed.entries] == ["Putin meets Xi"]
+    assert len(feed.title or "") < 100 and "amplification" in (feed.warning or "")
+
+
+def test_invalid_utf8_is_read_as_a_fallback_charset_with_a_warning():
+    body = (
+        b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>caf\xe9 talks</title><link>https://example.org/a</link></item></channel></rss>"
+    )
+    feed = parse_feed(body, url="https://example.org/feed")
+    assert [e.title for e in feed.entries] == ["café talks"] and "windows-1252" in (feed.warning or "")
