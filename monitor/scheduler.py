@@ -55,10 +55,11 @@ class Daemon:
         settings: Settings,
         *,
         tick_seconds: float = DEFAULT_TICK_SECONDS,
+        digest_check_seconds: float = DIGEST_CHECK_SECONDS,
         clock: Clock = utc_now,
     ) -> None:
         self.pipeline, self.storage, self.config, self.settings = pipeline, storage, config, settings
-        self.tick_seconds, self.clock = tick_seconds, clock
+        self.tick_seconds, self.digest_check_seconds, self.clock = tick_seconds, digest_check_seconds, clock
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._busy = asyncio.Lock()
         #: after a failed delivery: (failures so far, not before)
@@ -72,7 +73,7 @@ class Daemon:
         self.storage.sync_subscriptions(self.config.subscriptions, self.clock())
         self.scheduler.add_job(
             self.send_due_digests,
-            IntervalTrigger(seconds=DIGEST_CHECK_SECONDS),
+            IntervalTrigger(seconds=self.digest_check_seconds),
             id="digests",
             next_run_time=self.clock(),
             max_instances=1,
