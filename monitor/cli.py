@@ -787,7 +787,7 @@ def digest_send(
             errors.print(f"[bold red]error:[/] {exc}", highlight=False)
             failed = True
             continue
-        console.print(f"{sub.name}: {result.status}: {result.digest.subject}", highlight=False)
+        console.print(f"{sub.name}: {result.status}: {result.subject}", highlight=False)
     if failed:
         raise typer.Exit(1)
 

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TICK_SECONDS = 30
 DIGEST_CHECK_SECONDS = 30
-DIGEST_RETRY_FIRST = timedelta(minutes=2)
-DIGEST_RETRY_MAX = timedelta(hours=1)
 
 
 def last_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
@@ -62,8 +60,6 @@ class Daemon:
         self.tick_seconds, self.digest_check_seconds, self.clock = tick_seconds, digest_check_seconds, clock
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._busy = asyncio.Lock()
-        #: after a failed delivery: (failures so far, not before)
-        self._retry: dict[str, tuple[int, datetime]] = {}
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -122,36 +118,32 @@ class Daemon:
                 )
 
     def due_subscriptions(self, now: datetime) -> list[SubscriptionConfig]:
-        """Subscriptions whose digest time has passed with no digest done since (and not backing off)."""
+        """Subscriptions with a digest to send now: one in the outbox whose retry time has come, or, with the
+        outbox empty, a new one whose time has passed with no digest window ending since."""
+        outbox = {d.subscription: d for d in reversed(self.storage.outbox())}
         due = []
         for sub in self.config.subscriptions:
+            if (pending := outbox.get(sub.name)) is not None:
+                if pending.next_attempt_at <= now:
+                    due.append(sub)
+                continue
             scheduled = last_scheduled(sub, now)
             if self.storage.subscription_started(sub.name) >= scheduled:
                 continue
             done = self.storage.last_digest_time(sub.name)
-            retry = self._retry.get(sub.name)
-            if (done is None or done < scheduled) and (retry is None or retry[1] <= now):
+            if done is None or done < scheduled:
                 due.append(sub)
         return due
 
     async def send_due_digests(self) -> None:
-        """Deliver every due digest; a failure is retried with backoff, its hits staying undelivered."""
+        """Deliver every due digest; a failure stays in the outbox and is retried with backoff."""
         async with self._busy:
             for sub in self.due_subscriptions(self.clock()):
-                now = self.clock()
                 try:
                     result = await asyncio.to_thread(
-                        deliver_digest, self.storage, sub, self.settings, now=now
+                        deliver_digest, self.storage, sub, self.settings, now=self.clock()
                     )
                 except MonitorError as exc:
-                    failures = self._retry.get(sub.name, (0, now))[0] + 1
-                    delay = min(DIGEST_RETRY_MAX, DIGEST_RETRY_FIRST * 2 ** (failures - 1))
-                    self._retry[sub.name] = (failures, now + delay)
-                    log.error(
-                        "digest failed, retrying in %s: %s", delay, exc, extra={"subscription": sub.name}
-                    )
+                    log.error("digest not sent, will retry: %s", exc, extra={"subscription": sub.name})
                     continue
-                self._retry.pop(sub.name, None)
-                log.info(
-                    "digest %s", result.status, extra={"subscription": sub.name, "hits": result.digest.count}
-                )
+                log.info("digest %s", result.status, extra={"subscription": sub.name, "hits": result.hits})

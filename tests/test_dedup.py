@@ -183,9 +183,9 @@ def test_copies_become_one_story_shown_once_with_its_sources(storage, site, farm
         "application/rss+xml",
     )
     run(storage, later)
+    [section] = prepare_digest(storage, subscription, now=later + timedelta(hours=1)).sections
     result = deliver_digest(storage, subscription, _settings(port), now=later + timedelta(hours=1))
     assert result.status == "sent" and len(sink.messages) == 2
-    [section] = result.digest.sections
     assert [s.hit.title for s in section.stories] == [found[TIANJIN]["title"]]  # the old story is not resent
     [update] = section.updates
     assert update.sources == ["Spin Times"] and update.title == found[TALKS]["title"]

@@ -122,9 +122,12 @@ def test_smtp_failure_keeps_hits_for_the_next_attempt(storage, smtp):
     stored_hits(storage)
     with pytest.raises(DeliveryError, match=r"morning.*SMTP 127\.0\.0\.1"):
         deliver_digest(storage, SUB, settings_for(free_port()), now=NOW + timedelta(hours=1))
-    assert storage.last_digest_time("morning") is None
+    [pending] = storage.outbox("morning")
+    assert pending.attempts == 1 and pending.next_attempt_at == NOW + timedelta(hours=1, minutes=2)
+    assert not any(h.delivered for h in storage.topic_hits(storage.get_topic("energy").id).values())
     result = deliver_digest(storage, SUB, settings_for(port), now=NOW + timedelta(hours=2))
-    assert result.status == "sent" and result.digest.count == 3 and len(sink.messages) == 1
+    assert result.status == "sent" and result.hits == 3 and len(sink.messages) == 1
+    assert storage.outbox() == []
 
 
 def test_new_hits_after_a_digest_go_to_the_next_one(storage, smtp):
@@ -156,9 +159,9 @@ def test_new_hits_after_a_digest_go_to_the_next_one(storage, smtp):
         fetch_error=None,
         now=later,
     )
-    result = deliver_digest(storage, SUB, settings_for(port), now=later + timedelta(hours=1))
-    assert [e.hit.title for s in result.digest.sections for e in s.stories] == ["Later news"]
-    assert result.digest.window_start == NOW + timedelta(hours=1)
+    digest = prepare_digest(storage, SUB, now=later + timedelta(hours=1))
+    assert [e.hit.title for s in digest.sections for e in s.stories] == ["Later news"]
+    assert digest.window_start == NOW + timedelta(hours=1)
 
 
 def test_min_score_and_empty_digests(storage, smtp):
@@ -172,7 +175,7 @@ def test_min_score_and_empty_digests(storage, smtp):
     )
     storage.sync_subscriptions([wants_empty], NOW)
     result = deliver_digest(storage, wants_empty, settings_for(port), now=NOW + timedelta(hours=1))
-    assert result.status == "sent" and "no new stories" in result.digest.subject
+    assert result.status == "sent" and "no new stories" in result.subject
 
 
 def test_unconfigured_smtp_is_a_clear_error(storage):

@@ -126,9 +126,17 @@ def test_article_results_hits_and_digest_bookkeeping(storage):
 
     start, owed = storage.undelivered_hits(sub, until=NOW)
     assert [h.id for h in owed] == [hit.id] and start == NOW - timedelta(days=1)
-    storage.record_digest("s", status="failed", window_start=start, window_end=NOW, hit_ids=[], now=NOW)
-    assert [h.id for h in storage.undelivered_hits(sub, until=NOW)[1]] == [hit.id]
-    storage.record_digest("s", status="sent", window_start=start, window_end=NOW, hit_ids=[hit.id], now=NOW)
+    digest = storage.record_digest(
+        "s", status="sending", window_start=start, window_end=NOW, hit_ids=[hit.id], now=NOW, message="m"
+    )
+    assert storage.undelivered_hits(sub, until=NOW)[1] == []  # the outbox carries it...
+    assert not storage.topic_hits(storage.get_topic("t").id)[item.id].delivered  # ...undelivered
+    storage.digest_failed(digest, error="SMTP down", retry_at=NOW + timedelta(minutes=2))
+    [pending] = storage.outbox()
+    assert (pending.attempts, pending.error) == (1, "SMTP down")
+    assert pending.next_attempt_at == NOW + timedelta(minutes=2)
+    storage.digest_sent(digest, NOW + timedelta(minutes=2))
+    assert storage.outbox() == [] and storage.topic_hits(storage.get_topic("t").id)[item.id].delivered
     start, owed = storage.undelivered_hits(sub, until=NOW + timedelta(hours=1))
     assert owed == [] and start == NOW
     assert storage.last_digest_time("s") == NOW

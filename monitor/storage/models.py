@@ -240,18 +240,28 @@ class Subscription(SQLModel, table=True):
 
 
 class Digest(SQLModel, table=True):
-    """One digest of a subscription: the hits it carried and whether it was delivered."""
+    """One digest of a subscription: the hits it carries and whether it was delivered.
+
+    A digest to send is stored with its message, in state ``sending``, before the SMTP server sees it; it
+    becomes ``sent`` once the server took it. A failed send, or a crash in between, leaves it ``sending``:
+    the same message (same Message-ID) goes out at ``next_attempt_at``.
+    """
 
     __tablename__ = "digests"
 
     id: int | None = Field(default=None, primary_key=True)
     subscription_id: int = Field(foreign_key="subscriptions.id", index=True)
-    status: str = Field(max_length=20)
+    status: str = Field(max_length=20, index=True)
     window_start: datetime = _ts()
     window_end: datetime = _ts()
     hit_count: int = 0
     message_id: str | None = Field(default=None, max_length=300)
+    #: the message as sent (RFC 5322 text), so a retry sends exactly the same one
+    message: str | None = _text()
+    #: failed sending attempts so far, the last one's error, and when the next attempt is due
+    attempts: int = 0
     error: str | None = _text()
+    next_attempt_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     sent_at: datetime | None = _ts(nullable=True)
 

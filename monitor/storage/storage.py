@@ -41,9 +41,10 @@ from monitor.urls import site_of
 
 #: article states, in the order an article moves through them
 DISCOVERED, MATCHED, FAILED = "discovered", "matched", "failed"
-DIGEST_SENT, DIGEST_EMPTY, DIGEST_FAILED = "sent", "empty", "failed"
-#: digest outcomes after which the subscription's next window starts
-DIGEST_DONE = (DIGEST_SENT, DIGEST_EMPTY)
+#: digest states: stored with its message and being sent (or retried), sent, or empty (nothing to send)
+DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY = "sending", "sent", "empty"
+#: digests that carry their hits: the subscription's next window starts after them
+DIGEST_CARRYING = (DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY)
 #: the tables behind the hot lookups of the duplicate check, which bypass the ORM
 _ARTICLES: sa.Table = Article.__table__  # type: ignore[attr-defined]
 _BANDS: sa.Table = ArticleBand.__table__  # type: ignore[attr-defined]
@@ -118,6 +119,20 @@ class StoredHit:
     score: float
     #: a sent digest carried it
     delivered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDigest:
+    """A digest stored for sending that no SMTP server has confirmed yet."""
+
+    id: int
+    subscription: str
+    message: str
+    message_id: str | None
+    hit_count: int
+    attempts: int
+    error: str | None
+    next_attempt_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -1051,23 +1066,23 @@ class Storage:
         """The hits a subscription's next digest carries, and where its window starts.
 
         A hit is due when it is of one of the subscription's topics, scores at least its minimum, was stored
-        after the subscription began and up to ``until``, and no sent (or empty) digest of this subscription
-        carried it. (An empty digest carries what needed no sending: stale reposts, more sources of stories
-        already sent.)
-        Selecting by "not yet delivered" rather than by time window alone means a hit committed late, or a
-        digest that failed, never loses anything; the delivered check means nothing is sent twice.
+        after the subscription began and up to ``until``, and no digest of this subscription carries it (one
+        sent, one still being sent, or an empty one: that carries what needed no sending, stale reposts and
+        more sources of stories already sent).
+        Selecting by "not yet carried" rather than by time window alone means a hit committed late never
+        loses anything; a digest whose sending failed keeps its hits for its retry, so none is sent twice.
         """
         with self._session() as session:
             sub = self._subscription(session, subscription.name)
             last_end = session.exec(
                 select(sa.func.max(Digest.window_end)).where(
-                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE)
+                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_CARRYING)
                 )
             ).one()
             carried = (
                 select(DigestItem.hit_id)
                 .join(Digest, col(Digest.id) == DigestItem.digest_id)
-                .where(Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE))
+                .where(Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_CARRYING))
             )
             query = (
                 self._hit_query()
@@ -1113,9 +1128,10 @@ class Storage:
         hit_ids: Sequence[int],
         now: datetime,
         message_id: str | None = None,
-        error: str | None = None,
+        message: str | None = None,
     ) -> int:
-        """Record a digest attempt and the hits it carried; a ``sent`` one marks them delivered."""
+        """Record a digest and the hits it carries: ``empty`` (nothing to send) or ``sending`` (stored with
+        its message, to be sent now; see :meth:`digest_sent`, :meth:`digest_failed`)."""
         with self._session() as session:
             sub = self._subscription(session, subscription)
             digest = Digest(
@@ -1125,22 +1141,69 @@ class Storage:
                 window_end=window_end,
                 hit_count=len(hit_ids),
                 message_id=message_id,
-                error=error,
+                message=message,
                 created_at=now,
-                sent_at=now if status == DIGEST_SENT else None,
+                next_attempt_at=now if status == DIGEST_SENDING else None,
             )
             session.add(digest)
             session.flush()
             session.add_all(DigestItem(digest_id=digest.id or 0, hit_id=h) for h in hit_ids)
             return digest.id or 0
 
+    def digest_sent(self, digest_id: int, now: datetime) -> None:
+        """The SMTP server took the digest: its hits are delivered."""
+        with self._session() as session:
+            digest = self._digest(session, digest_id)
+            digest.status, digest.sent_at, digest.next_attempt_at = DIGEST_SENT, now, None
+            session.add(digest)
+
+    def digest_failed(self, digest_id: int, *, error: str, retry_at: datetime) -> None:
+        """Sending failed: the digest stays in the outbox, its hits undelivered, until ``retry_at``."""
+        with self._session() as session:
+            digest = self._digest(session, digest_id)
+            digest.attempts += 1
+            digest.error, digest.next_attempt_at = error, retry_at
+            session.add(digest)
+
+    def outbox(self, subscription: str | None = None) -> list[OutboxDigest]:
+        """Digests stored for sending and not confirmed sent (of one subscription, or all), oldest first."""
+        query = (
+            select(Digest, Subscription.name)
+            .join(Subscription, col(Subscription.id) == Digest.subscription_id)
+            .where(Digest.status == DIGEST_SENDING)
+            .order_by(col(Digest.id))
+        )
+        if subscription is not None:
+            query = query.where(Subscription.name == subscription)
+        with self._session() as session:
+            return [
+                OutboxDigest(
+                    id=d.id or 0,
+                    subscription=name,
+                    message=d.message or "",
+                    message_id=d.message_id,
+                    hit_count=d.hit_count,
+                    attempts=d.attempts,
+                    error=d.error,
+                    next_attempt_at=d.next_attempt_at or d.created_at,
+                )
+                for d, name in session.exec(query).all()
+            ]
+
+    @staticmethod
+    def _digest(session: Session, digest_id: int) -> Digest:
+        digest = session.get(Digest, digest_id)
+        if digest is None:
+            raise NotFoundError("digest", str(digest_id))
+        return digest
+
     def last_digest_time(self, subscription: str) -> datetime | None:
-        """When the subscription last had a digest that needs no retry (sent, or empty)."""
+        """Where the subscription's last digest window ended (sent, empty, or still being sent)."""
         with self._session() as session:
             sub = self._subscription(session, subscription)
             return session.exec(
                 select(sa.func.max(Digest.window_end)).where(
-                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_DONE)
+                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_CARRYING)
                 )
             ).one()
 
