@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -34,7 +35,17 @@ from monitor.extract import extract_page
 from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline, RunReport, utc_now
 from monitor.scheduler import DEFAULT_TICK_SECONDS, Daemon
-from monitor.storage import HitView, Storage, StoryView, TopicSpec, ensure_current, make_engine, upgrade
+from monitor.status import collect_status
+from monitor.storage import (
+    FeedStatus,
+    HitView,
+    Storage,
+    StoryView,
+    TopicSpec,
+    ensure_current,
+    make_engine,
+    upgrade,
+)
 from monitor.storage.engine import current_revision, head_revision
 from monitor.topics import Document, compile_query, evaluate, prepare
 
@@ -175,6 +186,78 @@ def run(
 
 @app.command()
 @handle_errors
+def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show feeds (ok, failing since, next retry), unfinished articles, each subscription's last and next
+    digest with its delivery result, and the database size.
+
+    Example: monitor status --json
+    """
+    state = _state(ctx)
+    config, storage = state.config(), state.storage()
+    _sync(config, storage)
+    now = utc_now()
+    report = collect_status(storage, config, now)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    feeds = Table("feed", "state", "last poll", "next poll", "error", title="Feeds", title_justify="left")
+    for f in report.feeds:
+        feeds.add_row(
+            f.name, _feed_state(f), _when(f.last_polled_at), _when(f.next_poll_at), _feed_problem(f)
+        )
+    console.print(feeds)
+
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(report.articles.items())) or "none yet"
+    console.print(f"\n[bold]Articles[/]: {counts}", highlight=False)
+    if report.unfinished:
+        queue = Table("article", "state", "attempts", "next attempt", "error")
+        for a in report.unfinished:
+            retry = _when(a.next_attempt_at) if a.next_attempt_at else "[red]given up[/]"
+            queue.add_row(a.url, a.state, str(a.attempts), retry, a.error or "")
+        console.print(queue)
+
+    digests = Table(
+        "subscription", "last digest", "delivery", "next digest", title="\nDigests", title_justify="left"
+    )
+    for sub in report.subscriptions:
+        zone = ZoneInfo(sub.timezone)
+        last = sub.last
+        if last is None:
+            digests.add_row(sub.name, "none yet", "", _when(sub.next_digest_at, zone))
+            continue
+        delivery = (
+            f"[red]failing ({last.attempts}×): {last.error}; retry at {_when(last.next_attempt_at, zone)}[/]"
+            if last.status == "sending" and last.attempts
+            else "sending"
+            if last.status == "sending"
+            else f"sent {_when(last.sent_at, zone)}"
+            if last.status == "sent"
+            else "nothing to send"
+        )
+        digests.add_row(
+            sub.name,
+            f"{_when(last.window_end, zone)} ({last.hits} hits)",
+            delivery,
+            _when(sub.next_digest_at, zone),
+        )
+    console.print(digests)
+    console.print(f"\n[bold]Database[/]: {report.database_bytes / 1e6:.1f} MB", highlight=False)
+
+
+def _feed_state(f: FeedStatus) -> str:
+    if f.disabled_reason:
+        return "[red]disabled[/]"
+    if f.failing_since:
+        return f"[red]failing since {_when(f.failing_since)} ({f.consecutive_errors}×)[/]"
+    return "[green]ok[/]" if f.last_success_at else "new"
+
+
+def _feed_problem(f: FeedStatus) -> str:
+    return f.disabled_reason or f.last_error or ""
+
+
+@app.command()
+@handle_errors
 def poll(
     ctx: typer.Context,
     feed: Annotated[str | None, typer.Option(help="Poll only this feed (by name).")] = None,
@@ -247,24 +330,13 @@ def feeds_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
         return
     table = Table("feed", "status", "last poll", "next poll", "articles", "error")
     for f in feeds:
-        status = (
-            "[dim]removed[/]"
-            if not f.active
-            else "[red]disabled[/]"
-            if f.disabled_reason
-            else f"[red]failing ×{f.consecutive_errors}[/]"
-            if f.consecutive_errors
-            else "[green]ok[/]"
-            if f.last_success_at
-            else "new"
-        )
         table.add_row(
             f.name,
-            status,
+            _feed_state(f) if f.active else "[dim]removed[/]",
             _when(f.last_polled_at),
             _when(f.next_poll_at),
             str(f.articles),
-            f.disabled_reason or f.last_error or "",
+            _feed_problem(f),
         )
     console.print(table)
 
@@ -826,8 +898,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+def _when(value: datetime | None, zone: tzinfo | None = None) -> str:
+    """A time for people: in the given zone (a subscription's), else the machine's local time."""
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
 
 
 def _print_hits(hits: list[HitView]) -> None:

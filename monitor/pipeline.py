@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 #: the longest a failing feed waits between attempts; it is never given up
 MAX_BACKOFF = timedelta(hours=24)
-#: an article that fails for an unexpected reason is retried this often before it is marked failed
-MAX_ARTICLE_ATTEMPTS = 5
+#: an article that fails is retried after this, doubling with each attempt (see MAX_ARTICLE_ATTEMPTS)
+ARTICLE_RETRY_FIRST = timedelta(minutes=5)
 ARTICLE_BATCH = 200
 
 T = TypeVar("T")
@@ -150,30 +150,19 @@ class Pipeline:
                 report.from_feed += source == "feed"
 
     async def process_article(self, item: ArticleToProcess, matcher: TopicMatcher) -> tuple[int, str]:
-        """One article: fetch → extract (or feed text) → settle; returns (hits, text source)."""
+        """One article: fetch → extract (or feed text) → checkpoint → settle; returns (hits, text source).
+        An article whose extraction was checkpointed before is only settled."""
         now = self.clock()
-        fetch_error = None
-        extracted = None
         try:
-            if item.page_url is not None:
-                page = await self.fetcher.fetch_page(item.page_url)
-                extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
-                if extracted is None:
-                    fetch_error = "page has no usable article body"
-        except FetchError as exc:
-            fetch_error = str(exc)
-            log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
-        try:
-            extracted = extracted or from_feed_entry(item.entry)
+            extracted, fetch_error = item.extracted, item.fetch_error
+            if extracted is None:
+                extracted, fetch_error = await self._extract(item)
+                self.storage.save_extracted(item.id, extracted, fetch_error=fetch_error)
             _, matches = self.settle(item, extracted, matcher, fetch_error=fetch_error, now=now)
         except Exception as exc:  # one article's failure is recorded on it; the stream goes on
-            retry = (
-                None
-                if item.attempts + 1 >= MAX_ARTICLE_ATTEMPTS
-                else now + timedelta(minutes=5 * 2**item.attempts)
-            )
             reason = str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"
-            self.storage.record_article_error(item.id, error=reason, now=now, retry_at=retry)
+            retry = now + ARTICLE_RETRY_FIRST * (1 << min(item.attempts, 10))
+            self.storage.record_article_error(item.id, error=reason, retry_at=retry)
             log.error(
                 "article failed: %s",
                 reason,
@@ -184,6 +173,20 @@ class Pipeline:
         for match in matches:
             log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})
         return len(matches), extracted.source
+
+    async def _extract(self, item: ArticleToProcess) -> tuple[ExtractedArticle, str | None]:
+        """The article's page, extracted; or its feed text, with why the page could not be used."""
+        if item.page_url is None:
+            return from_feed_entry(item.entry), None
+        try:
+            page = await self.fetcher.fetch_page(item.page_url)
+        except FetchError as exc:
+            log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
+            return from_feed_entry(item.entry), str(exc)
+        extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
+        if extracted is None:
+            return from_feed_entry(item.entry), "page has no usable article body"
+        return extracted, None
 
     def settle(
         self,

@@ -42,6 +42,16 @@ def last_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
     return due.astimezone(now.tzinfo)
 
 
+def next_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
+    """The first moment after ``now`` at which the subscription's daily digest is due (resolved like
+    :func:`last_scheduled`)."""
+    local_day = now.astimezone(subscription.zone).date()
+    due = datetime.combine(local_day, subscription.time, tzinfo=subscription.zone)
+    if due <= now:
+        due = datetime.combine(local_day + timedelta(days=1), subscription.time, tzinfo=subscription.zone)
+    return due.astimezone(now.tzinfo)
+
+
 class Daemon:
     """Runs the stream on a tick and the digests when due, until stopped."""
 

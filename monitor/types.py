@@ -90,7 +90,8 @@ class ExtractedArticle:
 
 @dataclass(frozen=True, slots=True)
 class ArticleToProcess:
-    """A discovered article waiting to be fetched, extracted and matched."""
+    """An article waiting to be fetched, extracted and matched, or only matched when its extraction was
+    stored before a crash or a failure (``extracted``)."""
 
     id: int
     #: the canonical URL, the article's identity
@@ -100,6 +101,9 @@ class ArticleToProcess:
     feed_name: str
     entry: FeedEntry
     attempts: int = 0
+    extracted: ExtractedArticle | None = None
+    #: why the page could not be used, when ``extracted`` comes from the feed
+    fetch_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from monitor.cli import app
 from monitor.demo import DEMO_QUERY, PLACEHOLDER, SITE
 
-from conftest import corpus_path
+from conftest import corpus_path, free_port
 
 CONFIG = """\
 feeds:
@@ -158,6 +158,42 @@ def test_digest_send_over_smtp(cli, smtp):
     assert "morning: empty" in cli("digest", "send", env=env).output and len(sink.messages) == 1
     unknown = cli("digest", "send", "--subscription", "evening", env=env)
     assert unknown.exit_code == 1 and "no subscription named 'evening'" in unknown.output
+
+
+def test_status_shows_failing_feeds_stuck_articles_and_undelivered_digests(cli, site):
+    cli("topics", "add", "xi-putin", DEMO_QUERY)
+    site.put("/harbourpost/atom.xml", "overloaded", "text/plain", status=503)
+    assert cli("poll").exit_code == 0
+    secret = "hunter2-do-not-log"
+    env = {
+        "MONITOR_SMTP_HOST": "127.0.0.1",
+        "MONITOR_SMTP_PORT": str(free_port()),  # nobody listens: the SMTP server is down
+        "MONITOR_SMTP_SENDER": "monitor@example.org",
+        "MONITOR_SMTP_SECURITY": "none",
+        "MONITOR_SMTP_USERNAME": "monitor",
+        "MONITOR_SMTP_PASSWORD": secret,
+    }
+    failed = cli("-v", "digest", "send", env=env)
+    assert failed.exit_code == 1 and "Connection refused" in failed.output
+
+    shown = cli("status", env=env)
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "eastwire │ ok" in text and "harbourpost │ failing since" in text and "HTTP 503" in text
+    assert "Articles: 5 matched" in text
+    assert "failing (1×)" in text and "Connection refused" in text and "retry at" in text
+    assert "Database:" in text and "MB" in text
+
+    report = json.loads(cli("status", "--json", env=env).stdout)
+    feeds = {f["name"]: f for f in report["feeds"]}
+    assert feeds["eastwire"]["failing_since"] is None and feeds["harbourpost"]["consecutive_errors"] == 1
+    assert report["articles"] == {"matched": 5} and report["unfinished"] == []
+    [morning] = report["subscriptions"]
+    assert morning["last"]["status"] == "sending" and morning["last"]["attempts"] == 1
+    assert morning["last"]["next_attempt_at"] < morning["next_digest_at"]
+    assert report["database_bytes"] > 0
+    for output in (failed.output, shown.output, json.dumps(report)):
+        assert secret not in output
 
 
 def test_clear_errors_instead_of_tracebacks(cli, tmp_path):

@@ -11,6 +11,7 @@ from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline
+from monitor.storage.storage import MAX_ARTICLE_ATTEMPTS
 
 from conftest import LOOPBACK, corpus_path, serve_kremlin
 from conftest import run_pipeline as run
@@ -216,12 +217,37 @@ def test_an_article_that_breaks_the_matcher_is_retried_and_the_rest_go_on(storag
 
     monkeypatch.setattr(TopicMatcher, "match", breaks_on_wildfires)
     report = run(storage, clock, all_feeds=True)
-    monkeypatch.undo()
     assert report.articles == 5 and len(storage.hits()) == 1
-    assert storage.article_count() == {"matched": 4, "discovered": 1}
-    clock.now += timedelta(minutes=6)  # the retry is due; the bug is gone
+    assert storage.article_count() == {"matched": 4, "failed": 1}
+    [failed] = storage.unfinished_articles()
+    assert failed.attempts == 1 and failed.error == "RuntimeError: matcher bug"
+    assert failed.next_attempt_at == clock.now + timedelta(minutes=5)
+    pages_fetched = len(site.requests)
+    assert run(storage, clock).articles == 0  # not before its retry time
+    clock.now += timedelta(minutes=6)
+    assert run(storage, clock).articles == 1  # retried from its stored extraction...
+    assert len(site.requests) == pages_fetched  # ...without fetching the page again
+    [failed] = storage.unfinished_articles()
+    assert failed.attempts == 2 and failed.next_attempt_at == clock.now + timedelta(minutes=10)
+    monkeypatch.undo()  # the bug is fixed
+    clock.now += timedelta(minutes=11)
     assert run(storage, clock).articles == 1
-    assert storage.article_count() == {"matched": 5}
+    assert storage.article_count() == {"matched": 5} and storage.unfinished_articles() == []
+
+
+def test_an_article_that_keeps_failing_is_given_up_visibly(storage, site, monkeypatch):
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml"))], clock.now)
+    monkeypatch.setattr(Pipeline, "settle", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bug")))
+    for _ in range(MAX_ARTICLE_ATTEMPTS):
+        assert run(storage, clock, all_feeds=True).articles == 5
+        clock.now += timedelta(days=1)
+    assert run(storage, clock).articles == 0
+    given_up = storage.unfinished_articles()
+    assert [(a.state, a.attempts, a.next_attempt_at, a.error) for a in given_up] == [
+        ("failed", MAX_ARTICLE_ATTEMPTS, None, "RuntimeError: bug")
+    ] * 5
 
 
 def test_a_feed_that_is_gone_is_disabled_with_its_reason_and_the_others_go_on(storage, site):

@@ -3,6 +3,7 @@
 from monitor.storage.engine import ensure_current, make_engine, upgrade
 from monitor.storage.storage import (
     ArchivedArticle,
+    DigestRecord,
     FeedStatus,
     HitView,
     NewArticle,
@@ -12,10 +13,12 @@ from monitor.storage.storage import (
     StoryCopy,
     StoryView,
     TopicSpec,
+    UnfinishedArticle,
 )
 
 __all__ = [
     "ArchivedArticle",
+    "DigestRecord",
     "FeedStatus",
     "HitView",
     "NewArticle",
@@ -25,6 +28,7 @@ __all__ = [
     "StoryCopy",
     "StoryView",
     "TopicSpec",
+    "UnfinishedArticle",
     "ensure_current",
     "make_engine",
     "upgrade",

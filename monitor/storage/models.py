@@ -65,6 +65,8 @@ class Feed(SQLModel, table=True):
     last_success_at: datetime | None = _ts(nullable=True)
     last_status: int | None = None
     consecutive_errors: int = 0
+    #: when the current run of failed polls began (None while the feed works)
+    failing_since: datetime | None = _ts(nullable=True)
     last_error: str | None = _text()
     #: why the feed is no longer polled (a 410 Gone); cleared when its URL in feeds.yaml changes
     disabled_reason: str | None = _text()

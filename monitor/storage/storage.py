@@ -39,8 +39,11 @@ from monitor.storage.models import (
 from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
 from monitor.urls import site_of
 
-#: article states, in the order an article moves through them
-DISCOVERED, MATCHED, FAILED = "discovered", "matched", "failed"
+#: article states, in the order an article moves through them; a failed one is retried at its next attempt
+#: time until it has failed MAX_ARTICLE_ATTEMPTS times
+DISCOVERED, EXTRACTED, MATCHED, FAILED = "discovered", "extracted", "matched", "failed"
+UNFINISHED = (DISCOVERED, EXTRACTED, FAILED)
+MAX_ARTICLE_ATTEMPTS = 5
 #: digest states: stored with its message and being sent (or retried), sent, or empty (nothing to send)
 DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY = "sending", "sent", "empty"
 #: digests that carry their hits: the subscription's next window starts after them
@@ -136,6 +139,35 @@ class OutboxDigest:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """A digest as recorded: what it covered and how its delivery went."""
+
+    #: "sending" (in the outbox, see attempts/error/next_attempt_at), "sent" or "empty"
+    status: str
+    window_start: datetime
+    window_end: datetime
+    hits: int
+    sent_at: datetime | None
+    attempts: int
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedArticle:
+    """An article not matched yet: waiting, or failed with why and when it is tried again."""
+
+    id: int
+    url: str
+    feed: str
+    state: str
+    attempts: int
+    error: str | None
+    #: None once it has failed MAX_ARTICLE_ATTEMPTS times: it is no longer retried
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class FeedStatus:
     """A feed's polling state, for `monitor feeds list`."""
 
@@ -147,6 +179,7 @@ class FeedStatus:
     last_success_at: datetime | None
     last_status: int | None
     consecutive_errors: int
+    failing_since: datetime | None
     last_error: str | None
     next_poll_at: datetime
     articles: int
@@ -297,6 +330,7 @@ class Storage:
             feed = self._feed(session, feed_id)
             feed.last_polled_at = feed.last_success_at = now
             feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
+            feed.failing_since = None
             feed.next_poll_at = next_poll_at
             session.add(feed)
 
@@ -323,6 +357,7 @@ class Storage:
             feed.title, feed.etag, feed.last_modified, feed.final_url = title, etag, last_modified, final_url
             feed.last_polled_at = feed.last_success_at = now
             feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
+            feed.failing_since = None
             feed.next_poll_at = next_poll_at
             session.add(feed)
             key_hashes = {sha256(a.entry.key): a for a in articles}
@@ -381,6 +416,7 @@ class Storage:
         with self._session() as session:
             feed = self._feed(session, feed_id)
             feed.last_polled_at, feed.last_status, feed.last_error = now, status, error
+            feed.failing_since = feed.failing_since or now
             feed.consecutive_errors += 1
             feed.next_poll_at = next_poll_at
             session.add(feed)
@@ -410,6 +446,7 @@ class Storage:
                     last_success_at=f.last_success_at,
                     last_status=f.last_status,
                     consecutive_errors=f.consecutive_errors,
+                    failing_since=f.failing_since,
                     last_error=f.last_error,
                     next_poll_at=f.next_poll_at,
                     articles=n or 0,
@@ -430,11 +467,16 @@ class Storage:
     def articles_to_process(
         self, now: datetime, *, limit: int = 500, feed_id: int | None = None
     ) -> list[ArticleToProcess]:
-        """Discovered articles due for (another) attempt, oldest first: how a crash or failure resumes."""
+        """Unfinished articles due for (another) attempt, oldest first: how a crash or failure resumes.
+        An article whose extraction was stored comes with it, to be matched without fetching again."""
         query = (
             select(Article, Feed.name)
             .join(Feed, col(Feed.id) == Article.feed_id)
-            .where(Article.state == DISCOVERED, col(Article.next_attempt_at) <= now)
+            .where(
+                col(Article.state).in_(UNFINISHED),
+                col(Article.next_attempt_at) <= now,
+                col(Article.attempts) < MAX_ARTICLE_ATTEMPTS,
+            )
             .order_by(col(Article.id))
             .limit(limit)
         )
@@ -442,24 +484,62 @@ class Storage:
             query = query.where(Article.feed_id == feed_id)
         with self._session() as session:
             rows = session.exec(query).all()
-        return [
-            ArticleToProcess(
-                id=a.id or 0,
-                url=a.url,
-                page_url=a.page_url,
-                feed_name=feed_name,
-                attempts=a.attempts,
-                entry=FeedEntry(
-                    key=a.url,
-                    url=a.url,
-                    title=a.title,
-                    summary=a.feed_summary,
-                    author=a.author,
-                    published=a.published_at,
-                ),
+        return [self._to_process(a, feed_name) for a, feed_name in rows]
+
+    @staticmethod
+    def _to_process(a: Article, feed_name: str) -> ArticleToProcess:
+        extracted = None
+        if a.text is not None:
+            extracted = ExtractedArticle(
+                title=a.title,
+                text=a.text,
+                author=a.author,
+                site_name=a.site_name,
+                language=a.language,
+                published=a.page_published_at,
+                source="feed" if a.text_source == "feed" else "page",
             )
-            for a, feed_name in rows
-        ]
+        return ArticleToProcess(
+            id=a.id or 0,
+            url=a.url,
+            page_url=a.page_url,
+            feed_name=feed_name,
+            attempts=a.attempts,
+            entry=FeedEntry(
+                key=a.url,
+                url=a.url,
+                title=a.title,
+                summary=a.feed_summary,
+                author=a.author,
+                published=a.published_at,
+            ),
+            extracted=extracted,
+            fetch_error=a.last_error if a.state == EXTRACTED else None,
+        )
+
+    def save_extracted(
+        self, article_id: int, extracted: ExtractedArticle, *, fetch_error: str | None
+    ) -> None:
+        """Checkpoint an article's extraction (the costly stage), so a crash or a failure further on
+        resumes at matching instead of fetching and extracting again."""
+        with self._session() as session:
+            article = session.get(Article, article_id)
+            if article is None:
+                raise NotFoundError("article", str(article_id))
+            if article.state == MATCHED:
+                return
+            self._set_content(article, extracted)
+            article.state, article.last_error = EXTRACTED, fetch_error
+            session.add(article)
+
+    @staticmethod
+    def _set_content(article: Article, extracted: ExtractedArticle) -> None:
+        article.title = extracted.title or article.title
+        article.text, article.text_source = extracted.text, extracted.source
+        article.author = extracted.author or article.author
+        article.site_name, article.language = extracted.site_name, extracted.language
+        article.page_published_at = extracted.published
+        article.published_at = article.published_at or extracted.published
 
     def save_article(
         self,
@@ -481,12 +561,7 @@ class Storage:
             if article is None:
                 raise NotFoundError("article", str(article_id))
             first_time = article.state != MATCHED
-            article.title = extracted.title or article.title
-            article.text, article.text_source = extracted.text, extracted.source
-            article.author = extracted.author or article.author
-            article.site_name, article.language = extracted.site_name, extracted.language
-            article.page_published_at = extracted.published
-            article.published_at = article.published_at or extracted.published
+            self._set_content(article, extracted)
             article.state, article.last_error, article.processed_at = MATCHED, fetch_error, now
             article.attempts += 1
             story = self._join_story(session, article, story_id if first_time else article.story_id, now)
@@ -680,21 +755,39 @@ class Storage:
             feed=feed,
         )
 
-    def record_article_error(
-        self, article_id: int, *, error: str, now: datetime, retry_at: datetime | None
-    ) -> None:
-        """An article that could not be processed: retried at ``retry_at``, or failed for good when None."""
+    def record_article_error(self, article_id: int, *, error: str, retry_at: datetime) -> None:
+        """An article that could not be processed: failed, with why, retried at ``retry_at`` unless it has
+        now failed MAX_ARTICLE_ATTEMPTS times. Its stored extraction, if any, is kept for the retry."""
         with self._session() as session:
             article = session.get(Article, article_id)
             if article is None:
                 raise NotFoundError("article", str(article_id))
             article.attempts += 1
-            article.last_error = error
-            if retry_at is None:
-                article.state = FAILED
-            else:
-                article.next_attempt_at = retry_at
+            article.state, article.last_error, article.next_attempt_at = FAILED, error, retry_at
             session.add(article)
+
+    def unfinished_articles(self, *, limit: int = 100) -> list[UnfinishedArticle]:
+        """Articles not matched yet, failed ones first, then oldest first."""
+        query = (
+            select(Article, Feed.name)
+            .join(Feed, col(Feed.id) == Article.feed_id)
+            .where(col(Article.state).in_(UNFINISHED))
+            .order_by(sa.case((col(Article.state) == FAILED, 0), else_=1), col(Article.id))
+            .limit(limit)
+        )
+        with self._session() as session:
+            return [
+                UnfinishedArticle(
+                    id=a.id or 0,
+                    url=a.url,
+                    feed=feed,
+                    state=a.state,
+                    attempts=a.attempts,
+                    error=a.last_error if a.state == FAILED else None,
+                    next_attempt_at=a.next_attempt_at if a.attempts < MAX_ARTICLE_ATTEMPTS else None,
+                )
+                for a, feed in session.exec(query).all()
+            ]
 
     def article_count(self) -> dict[str, int]:
         with self._session() as session:
@@ -1206,6 +1299,37 @@ class Storage:
                     Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_CARRYING)
                 )
             ).one()
+
+    def last_digests(self) -> dict[str, DigestRecord]:
+        """Each subscription's latest digest, by subscription name."""
+        latest = select(sa.func.max(Digest.id)).group_by(col(Digest.subscription_id))
+        query = (
+            select(Digest, Subscription.name)
+            .join(Subscription, col(Subscription.id) == Digest.subscription_id)
+            .where(col(Digest.id).in_(latest))
+        )
+        with self._session() as session:
+            return {
+                name: DigestRecord(
+                    status=d.status,
+                    window_start=d.window_start,
+                    window_end=d.window_end,
+                    hits=d.hit_count,
+                    sent_at=d.sent_at,
+                    attempts=d.attempts,
+                    error=d.error,
+                    next_attempt_at=d.next_attempt_at,
+                )
+                for d, name in session.exec(query).all()
+            }
+
+    def database_size(self) -> int:
+        """Bytes the database takes on disk."""
+        with self._read() as conn:
+            if conn.dialect.name == "sqlite":
+                pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+                return int(pages) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+            return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
 
     def subscription_started(self, subscription: str) -> datetime:
         with self._session() as session:
