@@ -55,6 +55,16 @@ def parse_duration(value: str) -> timedelta:
     return timedelta(**{_DURATION_UNITS[found.group(2)]: int(found.group(1))})
 
 
+def check_name(kind: str, name: str) -> str:
+    """A name as feeds.yaml accepts it (topics are named there by subscriptions): no spaces, no newlines."""
+    if not _NAME_RE.fullmatch(name):
+        raise ConfigError(
+            f"invalid {kind} name {name!r}: use up to 100 letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
 def _duration(value: Any) -> Any:
     return parse_duration(value) if isinstance(value, str) else value
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.config import check_name
 from monitor.errors import MonitorError
 from monitor.match import TopicMatcher
 from monitor.storage import ArchivedArticle, Storage, StoredHit, TopicSpec
@@ -28,6 +29,7 @@ def add_topic(
     feeds: Sequence[str] = (),
     sites: Sequence[str] = (),
 ) -> TopicSpec:
+    check_name("topic", name)
     compile_query(query, aliases=storage.aliases())
     return storage.add_topic(name, query, min_score, now, languages=languages, feeds=feeds, sites=sites)
 

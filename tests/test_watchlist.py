@@ -9,7 +9,7 @@ import pytest
 from monitor import watchlist
 from monitor.config import FeedConfig, NetworkConfig
 from monitor.demo import DEMO_MIN_SCORE, PLACEHOLDER, SITE
-from monitor.errors import MonitorError, QueryError
+from monitor.errors import ConfigError, MonitorError, QueryError
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline
@@ -41,6 +41,13 @@ def test_aliases_are_checked_and_changing_one_changes_its_topics(storage):
     storage.remove_topic("xi-putin")
     watchlist.remove_alias(storage, "putin")
     assert set(storage.aliases()) == {"xi"}
+
+
+@pytest.mark.parametrize("name", ["evil\r\nBcc: victim@example.org", "two words", "x\n", ""])
+def test_a_topic_name_that_could_break_a_header_or_feeds_yaml_is_refused(storage, name):
+    with pytest.raises(ConfigError, match="invalid topic name"):
+        watchlist.add_topic(storage, name, "xi", 0.3, NOW)
+    assert storage.topics() == []
 
 
 def test_editing_a_topic_bumps_its_version(storage):
