@@ -35,10 +35,10 @@ def last_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
     Wall-clock times are resolved by zoneinfo: a time repeated on a fall-back day means its first occurrence,
     a time skipped on a spring-forward day means the same offset as before the change (an hour later).
     """
-    local = now.astimezone(subscription.zone)
-    due = datetime.combine(local.date(), subscription.time, tzinfo=subscription.zone)
-    if due > local:
-        due = datetime.combine(local.date() - timedelta(days=1), subscription.time, tzinfo=subscription.zone)
+    local_day = now.astimezone(subscription.zone).date()
+    due = datetime.combine(local_day, subscription.time, tzinfo=subscription.zone)
+    if due > now:  # compared as instants: ``now`` is UTC (same-zone datetimes compare as wall times)
+        due = datetime.combine(local_day - timedelta(days=1), subscription.time, tzinfo=subscription.zone)
     return due.astimezone(now.tzinfo)
 
 

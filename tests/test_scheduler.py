@@ -15,7 +15,7 @@ from monitor.config import FeedConfig, MonitorConfig, NetworkConfig, Settings, S
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
 from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline
-from monitor.scheduler import Daemon, last_scheduled
+from monitor.scheduler import Daemon, last_scheduled, next_scheduled
 from monitor.storage import Storage, make_engine
 
 
@@ -32,7 +32,9 @@ from monitor.storage import Storage, make_engine
 def test_one_digest_a_day_across_daylight_saving_changes(zone, dst_change, at):
     sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["t"], time=at, timezone=zone)
     start = dst_change - timedelta(days=3)
-    due_times = {last_scheduled(sub, start + timedelta(minutes=15 * i)) for i in range(4 * 24 * 6)}
+    moments = [start + timedelta(minutes=5 * i) for i in range(12 * 24 * 6)]
+    due_times = {last_scheduled(sub, now) for now in moments}
+    assert all(last_scheduled(sub, now) <= now < next_scheduled(sub, now) for now in moments)
     local_days = sorted(d.astimezone(sub.zone).date() for d in due_times)
     assert len(local_days) == len(set(local_days)) == 7  # exactly one due time per local day, none skipped
     for due in due_times:
@@ -40,22 +42,32 @@ def test_one_digest_a_day_across_daylight_saving_changes(zone, dst_change, at):
         assert local.strftime("%H:%M") in (at, "03:30")  # 02:30 does not exist on a spring-forward day
 
 
-def test_the_daemon_sends_one_digest_a_day_across_dst(storage):
-    """Drive the daemon's digest decision with an injected clock through a fall-back night."""
+@pytest.mark.parametrize(
+    ("zone", "start"),
+    [
+        ("Europe/Berlin", datetime(2026, 3, 26, tzinfo=UTC)),  # spring forward on the 29th
+        ("Europe/Berlin", datetime(2026, 10, 22, tzinfo=UTC)),  # fall back on the 25th
+        ("America/New_York", datetime(2026, 3, 5, 12, tzinfo=UTC)),  # spring forward on the 8th
+        ("America/New_York", datetime(2026, 10, 29, 12, tzinfo=UTC)),  # fall back on 1 November
+    ],
+)
+def test_the_daemon_sends_one_digest_a_day_across_dst(storage, zone, start):
+    """Drive the daemon's digest decision with an injected clock, every 5 minutes through six days
+    around a daylight-saving change, at a time that is skipped or repeated on the day of the change."""
     sub = SubscriptionConfig(
-        name="s", recipients=["a@example.org"], topics=["t"], time="02:30", timezone="Europe/Berlin"
+        name="s", recipients=["a@example.org"], topics=["t"], time="02:30", timezone=zone
     )
-    start = datetime(2026, 10, 22, tzinfo=UTC)
     storage.sync_subscriptions([sub], start)
-    config = MonitorConfig(subscriptions=[sub])
-    daemon = Daemon(None, storage, config, Settings())  # type: ignore[arg-type]
+    daemon = Daemon(None, storage, MonitorConfig(subscriptions=[sub]), Settings())  # type: ignore[arg-type]
     sent = []
-    for step in range(6 * 24 * 4):
-        now = start + timedelta(minutes=15 * step)
+    for step in range(6 * 24 * 12):
+        now = start + timedelta(minutes=5 * step)
         if daemon.due_subscriptions(now):
             storage.record_digest("s", status="sent", window_start=now, window_end=now, hit_ids=[], now=now)
             sent.append(now.astimezone(sub.zone))
-    assert [d.strftime("%d %H:%M") for d in sent] == [f"{day} 02:30" for day in range(22, 28)]
+    days = [d.date() for d in sent]
+    assert len(sent) == 6 and len(set(days)) == 6 and days == sorted(days)  # one a day, none skipped
+    assert {d.strftime("%H:%M") for d in sent} <= {"02:30", "03:30"}  # 03:30 on the spring-forward day
 
 
 def test_a_digest_missed_while_down_is_sent_at_start(storage, site, smtp):
