@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor import demo as demo_module
-from monitor import watchlist
+from monitor import feedlist, watchlist
 from monitor.config import (
     MonitorConfig,
     Settings,
@@ -339,6 +339,104 @@ def feeds_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
             _feed_problem(f),
         )
     console.print(table)
+
+
+@feeds_app.command("add")
+@handle_errors
+def feeds_add(
+    ctx: typer.Context,
+    url: str,
+    name: Annotated[str | None, typer.Option(help="Its name in feeds.yaml (default: from the URL).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
+    interval: Annotated[str | None, typer.Option(help="How often to poll it, e.g. 15m.")] = None,
+    check: Annotated[bool, typer.Option(help="Fetch it first to make sure it is a working feed.")] = True,
+) -> None:
+    """Add a feed to feeds.yaml, keeping its comments and order. A web page's own feeds are named.
+
+    Example: monitor feeds add https://www.example.com/rss.xml --name example --tag world
+    """
+    state = _state(ctx)
+    config = state.config()
+    if check:
+        asyncio.run(_check(config, url))
+    added = feedlist.add_feed(state.settings.config, url, name=name, tags=tag or (), interval=interval)
+    console.print(f"added feed [bold]{added.name}[/] ({added.url})", highlight=False)
+
+
+async def _check(config: MonitorConfig, url: str) -> feedlist.FoundFeed:
+    async with Fetcher(config.network) as fetcher:
+        return await feedlist.check_feed(fetcher, url)
+
+
+@feeds_app.command("remove")
+@handle_errors
+def feeds_remove(ctx: typer.Context, name: str) -> None:
+    """Remove a feed from feeds.yaml; its stored articles and hits stay.
+
+    Example: monitor feeds remove example
+    """
+    state = _state(ctx)
+    feedlist.remove_feed(state.settings.config, name)
+    console.print(f"removed feed [bold]{name}[/] from {state.settings.config}", highlight=False)
+
+
+@feeds_app.command("discover")
+@handle_errors
+def feeds_discover(ctx: typer.Context, site_url: str) -> None:
+    """Find the feeds a site offers (announced in its HTML, or at the usual places) and check each works.
+
+    Example: monitor feeds discover https://www.example.com/
+    """
+    found = asyncio.run(_discover(_state(ctx).config(), site_url))
+    if not found:
+        errors.print(f"no feeds found at {site_url}", highlight=False)
+        raise typer.Exit(1)
+    table = Table("feed", "title", "entries")
+    for f in found:
+        table.add_row(f.url, f.title or "", str(f.entries))
+    console.print(table)
+
+
+async def _discover(config: MonitorConfig, url: str) -> list[feedlist.FoundFeed]:
+    async with Fetcher(config.network) as fetcher:
+        return await feedlist.discover_feeds(fetcher, url)
+
+
+@feeds_app.command("import-opml")
+@handle_errors
+def feeds_import_opml(ctx: typer.Context, file: Path) -> None:
+    """Add the feeds of an OPML file (exported by a feed reader) to feeds.yaml; folders become tags.
+
+    Example: monitor feeds import-opml subscriptions.opml
+    """
+    state = _state(ctx)
+    try:
+        opml = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc}", path=str(file)) from None
+    result = feedlist.import_opml(state.settings.config, opml, source=str(file))
+    for feed in result.added:
+        console.print(f"added {feed.name} ({feed.url})", highlight=False)
+    for url, why in result.skipped:
+        console.print(f"[dim]skipped {url}: {why}[/]", highlight=False)
+    console.print(f"{len(result.added)} feeds added, {len(result.skipped)} skipped", highlight=False)
+
+
+@feeds_app.command("export-opml")
+@handle_errors
+def feeds_export_opml(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+) -> None:
+    """Write the feeds of feeds.yaml as OPML, for a feed reader.
+
+    Example: monitor feeds export-opml --out feeds.opml
+    """
+    opml = feedlist.export_opml(_state(ctx).config())
+    if out is None:
+        sys.stdout.buffer.write(opml)
+    else:
+        out.write_bytes(opml)
 
 
 # -- topics ------------------------------------------------------------------------------------------------

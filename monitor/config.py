@@ -243,6 +243,11 @@ def load_config(path: Path) -> MonitorConfig:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+    return parse_config(raw_text, path)
+
+
+def parse_config(raw_text: str, path: Path) -> MonitorConfig:
+    """Validate the text of feeds.yaml (read from ``path``, named in errors)."""
     try:
         tree = YAML(typ="rt").load(raw_text)
     except MarkedYAMLError as exc:

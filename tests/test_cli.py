@@ -196,6 +196,26 @@ def test_status_shows_failing_feeds_stuck_articles_and_undelivered_digests(cli, 
         assert secret not in output
 
 
+def test_feeds_add_remove_discover_and_opml(cli, site, tmp_path):
+    config = tmp_path / "feeds.yaml"
+    found = cli("feeds", "discover", site.url("/eastwire/2026/11/wildfire-evacuations.html"))
+    assert found.exit_code == 0 and site.url("/eastwire/feed.xml") in found.output
+
+    page = cli("feeds", "add", site.url("/eastwire/2026/11/wildfire-evacuations.html"))
+    assert page.exit_code == 1 and site.url("/eastwire/feed.xml") in page.output  # it names the real feed
+    added = cli("feeds", "add", site.url("/dailyhub/feed.xml"), "--name", "dailyhub", "--tag", "farm")
+    assert added.exit_code == 0, added.output
+    assert "  - name: dailyhub\n" in config.read_text() and "tags: [farm]" in config.read_text()
+    assert "dailyhub" in cli("feeds", "list").output
+
+    opml = cli("feeds", "export-opml").stdout
+    assert opml.count('<outline type="rss"') == 3 and site.url("/dailyhub/feed.xml") in opml
+    assert cli("feeds", "remove", "dailyhub").exit_code == 0 and "dailyhub" not in config.read_text()
+    (tmp_path / "list.opml").write_text(opml)
+    imported = cli("feeds", "import-opml", str(tmp_path / "list.opml"))
+    assert "1 feeds added, 2 skipped" in imported.output and "name: dailyhub" in config.read_text()
+
+
 def test_clear_errors_instead_of_tracebacks(cli, tmp_path):
     (tmp_path / "feeds.yaml").write_text("feeds:\n  - name: x\n    url: gopher://x\n")
     bad_config = cli("poll")
