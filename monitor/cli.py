@@ -625,6 +625,45 @@ def topics_remove(ctx: typer.Context, name: str) -> None:
     console.print(f"removed topic {name!r}")
 
 
+@topics_app.command("export")
+@handle_errors
+def topics_export(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+) -> None:
+    """Write every alias and topic as YAML, to keep them in git or move them to another monitor.
+
+    Example: monitor topics export --out watchlist.yaml
+    """
+    text = watchlist.export_watchlist(_state(ctx).storage())
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+@topics_app.command("import")
+@handle_errors
+def topics_import(ctx: typer.Context, file: Path) -> None:
+    """Create or update the aliases and topics of a YAML file written by `topics export` (all of it is
+    checked before anything changes; topics not in the file are left alone).
+
+    Example: monitor topics import watchlist.yaml
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=str(file)) from None
+    report = watchlist.import_watchlist(_state(ctx).storage(), text, utc_now(), source=str(file))
+    for label, names in (("created", report.created), ("updated", report.updated)):
+        if names:
+            console.print(f"{label}: {', '.join(names)}", highlight=False)
+    console.print(
+        f"{len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged",
+        highlight=False,
+    )
+
+
 @topics_app.command("test")
 @handle_errors
 def topics_test(

@@ -6,12 +6,17 @@ Redefining an alias changes every topic that uses it, so those topics' versions 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from monitor.config import check_name
-from monitor.errors import MonitorError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from monitor.config import Name, check_name
+from monitor.errors import ConfigError, MonitorError
 from monitor.match import TopicMatcher
 from monitor.storage import ArchivedArticle, Storage, StoredHit, TopicSpec
 from monitor.topics import check_alias, compile_query
@@ -128,4 +133,102 @@ def backtest(
         rematched = {**report.still_matching, **{aid: m for aid, (_, m) in report.added.items()}}
         storage.apply_backtest(topic.id, matches=rematched, remove=[h.id for _, h in report.removed], now=now)
         report.applied = True
+    return report
+
+
+class _TopicEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    query: str
+    min_score: float = Field(default=0.3, ge=0, le=1)
+    languages: list[str] = []
+    feeds: list[str] = []
+    sites: list[str] = []
+
+
+class _Watchlist(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    aliases: dict[str, str] = {}
+    topics: list[_TopicEntry] = []
+
+
+def export_watchlist(storage: Storage) -> str:
+    """Every alias and topic as YAML, to keep in git and load elsewhere with :func:`import_watchlist`."""
+    document = {
+        "aliases": storage.aliases(),
+        "topics": [
+            {
+                "name": t.name,
+                "query": t.query,
+                "min_score": t.min_score,
+                **{
+                    k: list(v)
+                    for k, v in (("languages", t.languages), ("feeds", t.feeds), ("sites", t.sites))
+                    if v
+                },
+            }
+            for t in storage.topics()
+        ],
+    }
+    out = io.StringIO()
+    yaml = YAML(typ="rt")  # keeps the order of keys as given
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    yaml.dump(document, out)
+    return out.getvalue()
+
+
+@dataclass(slots=True)
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def import_watchlist(storage: Storage, text: str, now: datetime, *, source: str) -> ImportReport:
+    """Create or update the aliases and topics of an exported watchlist (others are left alone). All of it is
+    checked first (names, queries with the merged aliases), so a bad file changes nothing. Entries are named
+    ``@alias`` and ``topic`` in the report."""
+    try:
+        raw = YAML(typ="safe", pure=True).load(text) or {}
+        wanted = _Watchlist.model_validate(raw)
+    except YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=source) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {first['msg']}", path=source) from None
+    aliases = {**storage.aliases(), **wanted.aliases}
+    for name, query in wanted.aliases.items():
+        check_alias(name, query, aliases)
+    for topic in wanted.topics:
+        compile_query(topic.query, aliases=aliases)
+    report = ImportReport()
+    current_aliases = storage.aliases()
+    for name, query in wanted.aliases.items():
+        if current_aliases.get(name) == query:
+            report.unchanged.append(f"@{name}")
+            continue
+        created, _ = set_alias(storage, name, query, now)
+        (report.created if created else report.updated).append(f"@{name}")
+    current = {t.name: t for t in storage.topics()}
+    for topic in wanted.topics:
+        limits = {"languages": topic.languages, "feeds": topic.feeds, "sites": topic.sites}
+        existing = current.get(topic.name)
+        if existing is None:
+            add_topic(storage, topic.name, topic.query, topic.min_score, now, **limits)
+            report.created.append(topic.name)
+        elif (existing.query, existing.min_score, existing.languages, existing.feeds, existing.sites) == (
+            topic.query,
+            topic.min_score,
+            tuple(topic.languages),
+            tuple(topic.feeds),
+            tuple(topic.sites),
+        ):
+            report.unchanged.append(topic.name)
+        else:
+            edit_topic(storage, topic.name, now, query=topic.query, min_score=topic.min_score, **limits)
+            report.updated.append(topic.name)
     return report

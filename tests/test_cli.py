@@ -312,3 +312,14 @@ def test_topics_test_shows_the_explanation_without_a_database(cli, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert '"xi jinping"' in result.output and "in body" in result.output
+
+
+def test_topics_export_and_import(cli, tmp_path):
+    cli("aliases", "add", "xi", 'xi OR "xi jinping"')
+    cli("topics", "add", "xi-putin", "@xi AND putin*")
+    exported = cli("topics", "export", "--out", str(tmp_path / "watchlist.yaml"))
+    assert exported.exit_code == 0 and "@xi AND putin*" in (tmp_path / "watchlist.yaml").read_text()
+    assert cli("topics", "remove", "xi-putin").exit_code == 0
+    imported = cli("topics", "import", str(tmp_path / "watchlist.yaml"))
+    assert imported.exit_code == 0 and "1 created, 0 updated, 1 unchanged" in imported.output
+    assert "xi-putin" in cli("topics", "list").output

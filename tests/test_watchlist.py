@@ -134,3 +134,37 @@ def test_topic_limits_on_language_feed_and_site(limits, url, feed, language, exp
         source="page",
     )
     assert bool(TopicMatcher([_spec(**limits)]).match(article, url=url, feed=feed)) is expected
+
+
+def test_watchlist_export_import_round_trip(storage, tmp_path):
+    watchlist.set_alias(storage, "xi", XI, NOW)
+    watchlist.add_topic(storage, "xi-putin", "@xi AND putin*", 0.4, NOW, languages=["en", "ru"])
+    watchlist.add_topic(storage, "energy", '"gas pipeline" NEAR/5 (russia OR china)', 0.3, NOW)
+    text = watchlist.export_watchlist(storage)
+    assert "xi-putin" in text and "习近平" in text
+
+    again = watchlist.import_watchlist(storage, text, NOW, source="w.yaml")
+    assert again.created == again.updated == [] and sorted(again.unchanged) == ["@xi", "energy", "xi-putin"]
+
+    edited = text.replace("min_score: 0.4", "min_score: 0.5")
+    report = watchlist.import_watchlist(storage, edited, NOW, source="w.yaml")
+    assert report.updated == ["xi-putin"]
+    topic = storage.get_topic("xi-putin")
+    assert (topic.min_score, topic.version, topic.languages) == (0.5, 2, ("en", "ru"))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("topics: [{name: t, query: 'xi AND'}]", "expected"),
+        ("topics: [{name: 'two words', query: xi}]", "topics.0.name"),
+        ("topics: [{name: t, query: '@nobody'}]", "nobody"),
+        ("aliases: {xi: '(xi'}\ntopics: [{name: t, query: xi}]", "expected"),
+        ("topics: [{name: t, query: xi, colour: red}]", "topics.0.colour"),
+        ("topics: [unclosed", "not valid YAML"),
+    ],
+)
+def test_a_bad_watchlist_changes_nothing(storage, text, problem):
+    with pytest.raises(MonitorError, match=problem):
+        watchlist.import_watchlist(storage, text, NOW, source="w.yaml")
+    assert storage.topics() == [] and storage.aliases() == {}
