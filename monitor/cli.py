@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,8 +17,10 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from monitor import demo as demo_module
 from monitor import feedlist, watchlist
@@ -203,7 +206,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
     feeds = Table("feed", "state", "last poll", "next poll", "error", title="Feeds", title_justify="left")
     for f in report.feeds:
         feeds.add_row(
-            f.name, _feed_state(f), _when(f.last_polled_at), _when(f.next_poll_at), _feed_problem(f)
+            f.name, _feed_state(f), _when(f.last_polled_at), _when(f.next_poll_at), Text(_feed_problem(f))
         )
     console.print(feeds)
 
@@ -213,7 +216,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
         queue = Table("article", "state", "attempts", "next attempt", "error")
         for a in report.unfinished:
             retry = _when(a.next_attempt_at) if a.next_attempt_at else "[red]given up[/]"
-            queue.add_row(a.url, a.state, str(a.attempts), retry, a.error or "")
+            queue.add_row(Text(a.url), a.state, str(a.attempts), retry, Text(a.error or ""))
         console.print(queue)
 
     digests = Table(
@@ -226,7 +229,8 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
             digests.add_row(sub.name, "none yet", "", _when(sub.next_digest_at, zone))
             continue
         delivery = (
-            f"[red]failing ({last.attempts}×): {last.error}; retry at {_when(last.next_attempt_at, zone)}[/]"
+            f"[red]failing ({last.attempts}×): {escape(last.error or '')}; "
+            f"retry at {_when(last.next_attempt_at, zone)}[/]"
             if last.status == "sending" and last.attempts
             else "sending"
             if last.status == "sending"
@@ -281,6 +285,37 @@ def poll(
     _print_report(report)
     if report.failed_feeds and len(report.failed_feeds) == len(report.polls):
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def search(
+    ctx: typer.Context,
+    query: str,
+    since: Annotated[
+        str | None, typer.Option(help="Only articles stored within this long, e.g. 24h, 30d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many results.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search every stored article, hit or not: words, "exact phrases", OR, -excluded, prefix*.
+    Title matches rank first.
+
+    Example: monitor search '"Xi Jinping" Putin -Biden' --since 30d
+    """
+    results = _state(ctx).storage().search(query, limit=limit, since=_since(since))
+    if as_json:
+        _print_json([asdict(r) for r in results])
+        return
+    if not results:
+        console.print("no articles found", highlight=False)
+        return
+    for r in results:
+        console.print(
+            f"[bold]{escape(r.title)}[/]  [dim]{r.feed} · {_when(r.published_at)}[/]", highlight=False
+        )
+        console.print(f"  {escape(r.url)}", highlight=False, soft_wrap=True)
+        console.print(f"  {_marked(r.snippet)}\n", highlight=False)
 
 
 # -- db ----------------------------------------------------------------------------------------------------
@@ -393,7 +428,7 @@ def feeds_discover(ctx: typer.Context, site_url: str) -> None:
         raise typer.Exit(1)
     table = Table("feed", "title", "entries")
     for f in found:
-        table.add_row(f.url, f.title or "", str(f.entries))
+        table.add_row(Text(f.url), Text(f.title or ""), str(f.entries))
     console.print(table)
 
 
@@ -563,9 +598,9 @@ def topics_backtest(
     )
     table = Table("change", "score", "title", "url")
     for article, match in report.added.values():
-        table.add_row("[green]+[/]", f"{match.score:.2f}", article.title, article.url)
+        table.add_row("[green]+[/]", f"{match.score:.2f}", Text(article.title), Text(article.url))
     for article, hit in report.removed:
-        table.add_row("[red]-[/]", f"{hit.score:.2f}", article.title, article.url)
+        table.add_row("[red]-[/]", f"{hit.score:.2f}", Text(article.title), Text(article.url))
     if table.rows:
         console.print(table)
     if not report.applied and (report.added or report.removed):
@@ -587,7 +622,12 @@ def topics_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
     table = Table("topic", "query", "min score", "limits", "version", "hits")
     for t in topics:
         table.add_row(
-            t.name, t.query, f"{t.min_score:.2f}", _limits(t), str(t.version), str(counts.get(t.name, 0))
+            t.name,
+            Text(t.query),
+            f"{t.min_score:.2f}",
+            _limits(t),
+            str(t.version),
+            str(counts.get(t.name, 0)),
         )
     console.print(table)
 
@@ -602,9 +642,9 @@ def topics_show(ctx: typer.Context, name: str) -> None:
     storage = _state(ctx).storage()
     topic = storage.get_topic(name)
     console.print(f"[bold]{topic.name}[/] (version {topic.version}, min score {topic.min_score:.2f})")
-    console.print(f"query: {topic.query}", highlight=False)
+    console.print(f"query: {escape(topic.query)}", highlight=False)
     compiled = compile_query(topic.query, aliases=storage.aliases())
-    console.print(f"terms: {', '.join(compiled.terms())}", highlight=False)
+    console.print(f"terms: {escape(', '.join(compiled.terms()))}", highlight=False)
     if compiled.aliases_used:
         console.print(
             f"aliases: {', '.join('@' + a for a in sorted(compiled.aliases_used))}", highlight=False
@@ -691,7 +731,7 @@ def topics_test(
         title, body = (article.title, article.text) if article else ("", content.decode("utf-8", "replace"))
     found = evaluate(compiled, prepare(Document(title=title, text=body)))
     if title:
-        console.print(f"title: {title}", highlight=False)
+        console.print(f"title: {escape(title)}", highlight=False)
     if found is None:
         console.print("[yellow]no match[/]")
         raise typer.Exit(1)
@@ -707,12 +747,17 @@ def _aliases_if_any(state: State) -> dict[str, str]:
         return {}
 
 
+def _marked(snippet: str) -> str:
+    """A snippet as Rich markup: its text escaped, its «marked» terms in bold."""
+    return re.sub(r"«([^«»]*)»", r"[bold yellow]«\1»[/]", escape(snippet))
+
+
 def _print_explanation(explanation: list[dict[str, Any]], snippet: str) -> None:
     table = Table("matched term", "in title", "in body")
     for clause in explanation:
-        table.add_row(str(clause["term"]), str(clause["title"]), str(clause["body"]))
+        table.add_row(Text(str(clause["term"])), str(clause["title"]), str(clause["body"]))
     console.print(table)
-    console.print(f"snippet: {snippet}", highlight=False)
+    console.print(f"snippet: {_marked(snippet)}", highlight=False)
 
 
 def _fetch_for_test(state: State, url: str) -> tuple[str, str]:
@@ -780,9 +825,9 @@ def hits_show(ctx: typer.Context, hit_id: int) -> None:
     Example: monitor hits show 42
     """
     hit = _state(ctx).storage().get_hit(hit_id)
-    console.print(f"[bold]{hit.title}[/]", highlight=False)
+    console.print(f"[bold]{escape(hit.title)}[/]", highlight=False)
     console.print(
-        f"{hit.url}\n{hit.source} · {_when(hit.published)} · topic {hit.topic} "
+        f"{escape(hit.url)}\n{escape(hit.source)} · {_when(hit.published)} · topic {hit.topic} "
         f"(version {hit.topic_version}) · score {hit.score:.2f}",
         highlight=False,
     )
@@ -834,8 +879,8 @@ def stories_list(
         first = story.copies[0] if story.copies else None
         table.add_row(
             str(story.id),
-            story.title,
-            first.source if first else "-",
+            Text(story.title),
+            Text(first.source) if first else "-",
             _when(story.first_published),
             str(len({c.source for c in story.copies})),
             ", ".join(story.topics),
@@ -856,7 +901,7 @@ def stories_show(
     if as_json:
         _print_json(_story_json(story))
         return
-    console.print(f"[bold]{story.title}[/]", highlight=False)
+    console.print(f"[bold]{escape(story.title)}[/]", highlight=False)
     console.print(
         f"first published {_when(story.first_published)} · topics: {', '.join(story.topics) or '-'}",
         highlight=False,
@@ -865,7 +910,11 @@ def stories_show(
     for i, copy in enumerate(story.copies):
         note = " (republished)" if copy.republished_from else ""
         table.add_row(
-            "shown" if i == 0 else "", copy.source, _when(copy.published) + note, copy.title, copy.url
+            "shown" if i == 0 else "",
+            Text(copy.source),
+            _when(copy.published) + note,
+            Text(copy.title),
+            Text(copy.url),
         )
     console.print(table)
 
@@ -920,7 +969,7 @@ def aliases_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
         return
     table = Table("alias", "query")
     for name, query in aliases.items():
-        table.add_row("@" + name, query)
+        table.add_row("@" + name, Text(query))
     console.print(table)
 
 
@@ -935,7 +984,7 @@ def aliases_show(ctx: typer.Context, name: str) -> None:
     aliases = storage.aliases()
     if name not in aliases:
         raise NotFoundError("alias", name)
-    console.print(f"@{name}: {aliases[name]}", highlight=False)
+    console.print(f"@{name}: {escape(aliases[name])}", highlight=False)
     users = watchlist.topics_using(storage, name, aliases)
     console.print(f"used by: {', '.join(users) if users else 'no topic'}", highlight=False)
 
@@ -1051,8 +1100,8 @@ def _print_hits(hits: list[HitView]) -> None:
             str(h.id),
             h.topic,
             f"{h.score:.2f}",
-            h.title,
-            h.source,
+            Text(h.title),
+            Text(h.source),
             published,
             str(h.story_id or "-"),
             ", ".join(h.matched),

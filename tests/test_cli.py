@@ -323,3 +323,28 @@ def test_topics_export_and_import(cli, tmp_path):
     imported = cli("topics", "import", str(tmp_path / "watchlist.yaml"))
     assert imported.exit_code == 0 and "1 created, 0 updated, 1 unchanged" in imported.output
     assert "xi-putin" in cli("topics", "list").output
+
+
+def test_article_text_is_printed_as_text_not_terminal_markup(cli, site):
+    title = "[video] Xi Jinping and Putin [/] meet [bold]in Moscow"
+    body = "Chinese President Xi Jinping met Russian President Vladimir Putin in Moscow for talks. " * 5
+    site.put(
+        "/harbourpost/story.html",
+        f"<html><head><title>{title}</title></head><body><article><h1>{title}"
+        f"</h1><p>{body}</p></article></body></html>",
+        "text/html",
+    )
+    site.put(
+        "/harbourpost/atom.xml",
+        f"<rss version='2.0'><channel><title>H</title><item><title>{title}</title>"
+        f"<link>{site.url('/harbourpost/story.html')}</link><guid>s1</guid></item></channel></rss>",
+        "application/rss+xml",
+    )
+    cli("topics", "add", "xi-putin", DEMO_QUERY)
+    assert cli("poll").exit_code == 0
+    listed = " ".join(cli("hits", "list").output.split())
+    assert "[video]" in listed and "[/]" in listed
+    found = cli("search", "Moscow")
+    assert found.exit_code == 0 and title in found.output, found.output
+    [hit] = [h for h in json.loads(cli("hits", "list", "--json").stdout) if h["title"] == title]
+    assert title in cli("hits", "show", str(hit["id"])).output

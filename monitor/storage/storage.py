@@ -7,6 +7,7 @@ only the plain values defined here and in ``monitor.types``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, select
 from monitor.chrome import LineSeen, strip_lines
 from monitor.config import FeedConfig, SubscriptionConfig
 from monitor.dedup import Candidate, Fingerprint
-from monitor.errors import AlreadyExistsError, NotFoundError, StorageError
+from monitor.errors import AlreadyExistsError, NotFoundError, QueryError, StorageError
 from monitor.storage.models import (
     Alias,
     Article,
@@ -35,6 +36,7 @@ from monitor.storage.models import (
     Story,
     Subscription,
     Topic,
+    UTCDateTime,
 )
 from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
 from monitor.urls import site_of
@@ -151,6 +153,20 @@ class DigestRecord:
     attempts: int
     error: str | None
     next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """A stored article found by full-text search, best first."""
+
+    article_id: int
+    url: str
+    title: str
+    feed: str
+    published_at: datetime | None
+    story_id: int | None
+    #: where the words occur, marked «like this»
+    snippet: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -789,6 +805,60 @@ class Storage:
                 for a, feed in session.exec(query).all()
             ]
 
+    def search(self, query: str, *, limit: int = 20, since: datetime | None = None) -> list[SearchResult]:
+        """Stored articles matching a web-search style query (words, "phrases", OR, -word, prefix*),
+        ranked with title matches first, with a snippet. SQLite uses FTS5, PostgreSQL a tsvector index."""
+        terms = _search_terms(query)
+        recent = "" if since is None else " AND a.discovered_at >= :since"
+        with self._read() as conn:
+            if conn.dialect.name == "sqlite":
+                sql = sa.text(
+                    "SELECT a.id, a.url, a.title, f.name, a.published_at, a.story_id,"
+                    " snippet(articles_fts, 1, '«', '»', ' … ', 24) AS snippet"
+                    " FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid"
+                    " JOIN feeds f ON f.id = a.feed_id"
+                    f" WHERE articles_fts MATCH :q{recent}"
+                    " ORDER BY bm25(articles_fts, 10.0, 1.0) LIMIT :limit"
+                )
+                params: dict[str, Any] = {"q": _fts5_query(terms)}
+            else:
+                sql = sa.text(
+                    "SELECT a.id, a.url, a.title, f.name, a.published_at, a.story_id,"
+                    " ts_headline('simple', coalesce(a.text, a.feed_summary), q,"
+                    " 'StartSel=«, StopSel=», MaxFragments=2, MaxWords=24, MinWords=8') AS snippet"
+                    " FROM articles a JOIN feeds f ON f.id = a.feed_id,"
+                    " to_tsquery('simple', :q) AS q"
+                    f" WHERE a.search_vector @@ q{recent}"
+                    " ORDER BY ts_rank_cd('{0, 0, 0.1, 1}', a.search_vector, q, 1) DESC, a.id DESC"
+                    " LIMIT :limit"
+                )
+                params = {"q": _tsquery(terms)}
+            if since is not None:
+                sql = sql.bindparams(sa.bindparam("since", type_=UTCDateTime()))
+            typed = sql.columns(
+                *(sa.column(c) for c in ("id", "url", "title", "name")),
+                sa.column("published_at", UTCDateTime()),
+                *(sa.column(c) for c in ("story_id", "snippet")),
+            )
+            try:
+                rows = conn.execute(
+                    typed, {**params, "limit": limit, **({"since": since} if since else {})}
+                ).all()
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:  # syntax let through
+                raise QueryError(query, 1, f"cannot search for this: {exc.orig}") from None
+        return [
+            SearchResult(
+                article_id=row[0],
+                url=row[1],
+                title=row[2],
+                feed=row[3],
+                published_at=row[4],
+                story_id=row[5],
+                snippet=" ".join((row[6] or "").split()),
+            )
+            for row in rows
+        ]
+
     def article_count(self) -> dict[str, int]:
         with self._session() as session:
             rows = session.exec(select(Article.state, sa.func.count()).group_by(col(Article.state))).all()
@@ -1341,3 +1411,63 @@ class Storage:
         if sub is None:
             raise NotFoundError("subscription", name)
         return sub
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchTerm:
+    words: str
+    prefix: bool
+    negated: bool
+
+
+def _search_terms(query: str) -> list[_SearchTerm | str]:
+    """A web-search style query (words, "phrases", OR, -word, prefix*) as terms and "OR"s between them;
+    nothing in it is an operator of the database's own syntax."""
+    parts: list[_SearchTerm | str] = []
+    for token in re.findall(r'-?"[^"]*"?|\S+', query):
+        if token == "OR":
+            if parts and parts[-1] != "OR":
+                parts.append("OR")
+            continue
+        negated = token.startswith("-") and len(token) > 1
+        words = token.removeprefix("-") if negated else token
+        prefix = words.endswith("*")
+        words = words.rstrip("*").strip('"').strip()
+        if not re.search(r"\w", words):
+            continue
+        if negated and (not parts or parts[-1] == "OR"):
+            continue  # a negation needs something to subtract from
+        parts.append(_SearchTerm(words, prefix, negated))
+    while parts and parts[-1] == "OR":
+        parts.pop()
+    if not parts:
+        raise QueryError(query, 1, "nothing to search for: give at least one word")
+    return parts
+
+
+def _fts5_query(parts: list[_SearchTerm | str]) -> str:
+    """As SQLite FTS5 syntax: ``"xi" "jinping putin" OR "modi" NOT "biden" "summit"*``."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        term = '"' + part.words.replace('"', '""') + '"' + ("*" if part.prefix else "")
+        out.append(f"NOT {term}" if part.negated else term)
+    return " ".join(out)
+
+
+def _tsquery(parts: list[_SearchTerm | str]) -> str:
+    """As PostgreSQL tsquery syntax: ``'xi' & ('jinping' <-> 'putin') | 'modi' & !'biden' & 'summit':*``."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append("|")
+            continue
+        lexemes = ["'" + word.replace("'", "''") + "'" for word in re.findall(r"\w+", part.words)]
+        expr = " <-> ".join(lexemes) + (":*" if part.prefix else "")
+        expr = f"({expr})" if len(lexemes) > 1 else expr
+        if out and out[-1] != "|":
+            out.append("&")
+        out.append(f"!{expr}" if part.negated else expr)
+    return " ".join(out)
