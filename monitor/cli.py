@@ -32,7 +32,7 @@ from monitor.config import (
     load_settings,
     parse_duration,
 )
-from monitor.digest import deliver_digest, prepare_digest, render_html
+from monitor.digest import deliver_digest, owed_hit_ids, prepare_digest, render_html
 from monitor.errors import ConfigError, MonitorError, NotFoundError
 from monitor.extract import extract_page
 from monitor.fetch import Fetcher
@@ -316,6 +316,40 @@ def search(
         )
         console.print(f"  {escape(r.url)}", highlight=False, soft_wrap=True)
         console.print(f"  {_marked(r.snippet)}\n", highlight=False)
+
+
+@app.command()
+@handle_errors
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str, typer.Option(help="Prune articles discovered longer ago than this, e.g. 90d.")
+    ],
+    dry_run: Annotated[bool, typer.Option(help="Only show what would go.")] = False,
+) -> None:
+    """Remove old articles' text, hits and fingerprints, except what an undelivered digest still needs.
+    A pruned article's URL is kept, so a feed that still lists it does not bring it back.
+
+    Example: monitor prune --older-than 90d --dry-run
+    """
+    state = _state(ctx)
+    config, storage = state.config(), state.storage()
+    _sync(config, storage)
+    now = utc_now()
+    try:
+        before = now - parse_duration(older_than)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--older-than") from None
+    owed = owed_hit_ids(storage, config.subscriptions, now=now)
+    report = storage.prune(before=before, owed_hit_ids=owed, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb}: {report.articles} articles (discovered before {_when(before)}), {report.hits} hits, "
+        f"{report.stories_removed} stories, {report.site_lines} lines of site chrome; "
+        f"{report.stories_reassigned} stories keep a newer copy; "
+        f"{report.kept_owed} old articles kept for undelivered digests",
+        highlight=False,
+    )
 
 
 # -- db ----------------------------------------------------------------------------------------------------

@@ -348,3 +348,16 @@ def test_article_text_is_printed_as_text_not_terminal_markup(cli, site):
     assert found.exit_code == 0 and title in found.output, found.output
     [hit] = [h for h in json.loads(cli("hits", "list", "--json").stdout) if h["title"] == title]
     assert title in cli("hits", "show", str(hit["id"])).output
+
+
+def test_prune_dry_run_then_for_real(cli):
+    cli("topics", "add", "xi-putin", DEMO_QUERY)
+    cli("poll")
+    assert "would remove: 0 articles" in cli("prune", "--older-than", "90d", "--dry-run").output
+    dry = cli("prune", "--older-than", "0s", "--dry-run")
+    assert dry.exit_code == 0 and "would remove: 7 articles" in dry.output
+    assert "3 old articles kept for undelivered digests" in dry.output  # the morning digest's hits
+    assert "removed: 7 articles" in cli("prune", "--older-than", "0s").output
+    assert json.loads(cli("status", "--json").stdout)["articles"] == {"matched": 3, "pruned": 7}
+    bad = cli("prune", "--older-than", "soon")
+    assert bad.exit_code == 1 and "invalid duration 'soon'" in bad.output

@@ -217,3 +217,44 @@ def test_full_text_search_ranks_titles_marks_snippets_and_reads_web_search_synta
     with pytest.raises(QueryError, match="nothing to search for"):
         storage.search('OR "" -')
     assert storage.search("NEAR(xi putin) title:xi ^Jinping {a} (b) AND: 'x") == []  # no operators
+
+
+def test_prune_keeps_what_digests_owe_and_leaves_stories_consistent(storage, site):
+    serve_kremlin(site)
+    old = datetime(2026, 6, 1, tzinfo=UTC)
+    storage.sync_feeds([FeedConfig(name="selection", url=site.url("/selection.rss"))], old)
+    storage.add_topic("xi-putin", '"xi jinping" AND putin', 0.1, old)
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["xi-putin"])
+    storage.sync_subscriptions([sub], old - timedelta(days=1))
+    run_pipeline(storage, lambda: old)
+    hits = storage.hits()
+    delivered, owed = hits[: len(hits) // 2], hits[len(hits) // 2 :]
+    assert delivered and owed
+    storage.record_digest(
+        "s", status="sent", window_start=old, window_end=old, hit_ids=[h.id for h in delivered], now=old
+    )
+    owed_ids = {h.id for h in storage.undelivered_hits(sub, until=old + timedelta(days=1))[1]}
+    assert owed_ids == {h.id for h in owed}
+    counts, matched = storage.article_count(), storage.article_count()["matched"]
+
+    dry = storage.prune(before=old + timedelta(days=1), owed_hit_ids=owed_ids, dry_run=True)
+    assert dry.articles == matched - len(owed) and dry.hits == len(delivered) and dry.kept_owed == len(owed)
+    assert storage.article_count() == counts and len(storage.hits()) == len(hits)  # a dry run changes nothing
+
+    report = storage.prune(before=old + timedelta(days=1), owed_hit_ids=owed_ids)
+    assert (report.articles, report.hits, report.kept_owed) == (dry.articles, dry.hits, dry.kept_owed)
+    assert report.site_lines > 0
+    assert storage.article_count() == {"matched": len(owed), "pruned": dry.articles}
+    assert {h.id for h in storage.hits()} == owed_ids
+    with storage.engine.connect() as conn:
+        orphans = conn.exec_driver_sql(
+            "SELECT count(*) FROM stories s LEFT JOIN articles a ON a.id = s.representative_id "
+            "WHERE a.id IS NULL OR a.state = 'pruned'"
+        ).scalar_one()
+        assert orphans == 0  # every story shows a copy that still exists
+    kept = {h.article_id for h in owed}  # a pruned article is found by its title only: its text is gone
+    assert all("Jinping" in r.title for r in storage.search("Jinping", limit=100) if r.article_id not in kept)
+
+    later = old + timedelta(days=2)  # the feed still lists the pruned articles: they are not new
+    storage.sync_feeds([FeedConfig(name="selection", url=site.url("/selection.rss"))], later)
+    assert run_pipeline(storage, lambda: later, all_feeds=True).articles == 0

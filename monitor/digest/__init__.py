@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import message_from_string
@@ -21,6 +22,7 @@ __all__ = [
     "DeliveryResult",
     "Digest",
     "deliver_digest",
+    "owed_hit_ids",
     "prepare_digest",
     "render_html",
     "render_text",
@@ -64,6 +66,11 @@ def prepare_digest(storage: Storage, subscription: SubscriptionConfig, *, now: d
         zone=subscription.zone,
         topic_order=subscription.topics,
     )
+
+
+def owed_hit_ids(storage: Storage, subscriptions: Sequence[SubscriptionConfig], *, now: datetime) -> set[int]:
+    """The hits some subscription's next digest would carry: what pruning must keep."""
+    return {hit.id for sub in subscriptions for hit in storage.undelivered_hits(sub, until=now)[1]}
 
 
 def deliver_digest(

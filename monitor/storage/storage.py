@@ -44,6 +44,8 @@ from monitor.urls import site_of
 #: article states, in the order an article moves through them; a failed one is retried at its next attempt
 #: time until it has failed MAX_ARTICLE_ATTEMPTS times
 DISCOVERED, EXTRACTED, MATCHED, FAILED = "discovered", "extracted", "matched", "failed"
+#: an article whose content was pruned: kept as a row so its feed entries are not discovered again
+PRUNED = "pruned"
 UNFINISHED = (DISCOVERED, EXTRACTED, FAILED)
 MAX_ARTICLE_ATTEMPTS = 5
 #: digest states: stored with its message and being sent (or retried), sent, or empty (nothing to send)
@@ -167,6 +169,20 @@ class SearchResult:
     story_id: int | None
     #: where the words occur, marked «like this»
     snippet: str
+
+
+@dataclass(slots=True)
+class PruneReport:
+    """What pruning removed (or, in a dry run, would remove)."""
+
+    articles: int = 0
+    hits: int = 0
+    stories_removed: int = 0
+    stories_reassigned: int = 0
+    site_lines: int = 0
+    #: old articles kept because a digest still owes one of their hits
+    kept_owed: int = 0
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -858,6 +874,97 @@ class Storage:
             )
             for row in rows
         ]
+
+    def prune(
+        self, *, before: datetime, owed_hit_ids: Collection[int], dry_run: bool = False, batch: int = 500
+    ) -> PruneReport:
+        """Remove what is stored about articles discovered before ``before`` (matched, or failed for good),
+        except those with a hit in ``owed_hit_ids`` (hits an undelivered digest still needs): their text,
+        hits, fingerprints and story membership. The article row stays, as ``pruned`` with its URL and
+        title, so a feed that still lists it does not bring it back as new. A story keeps its remaining
+        copies (the best becomes its representative) or goes when none remain. Lines of site chrome seen in
+        one article only, before ``before``, go too. Batched, one transaction each; a dry run rolls back."""
+        report = PruneReport(dry_run=dry_run)
+        with self._session() as session:  # hits of a digest still being sent are owed as well
+            owed = set(owed_hit_ids) | set(
+                session.exec(
+                    select(DigestItem.hit_id)
+                    .join(Digest, col(Digest.id) == DigestItem.digest_id)
+                    .where(Digest.status == DIGEST_SENDING)
+                ).all()
+            )
+        prunable = sa.and_(
+            col(Article.discovered_at) < before,
+            sa.or_(
+                col(Article.state) == MATCHED,
+                sa.and_(col(Article.state) == FAILED, col(Article.attempts) >= MAX_ARTICLE_ATTEMPTS),
+            ),
+        )
+        last_id = 0
+        while True:
+            with self._session() as session:
+                batch_ids = session.exec(
+                    select(Article.id)
+                    .where(prunable, col(Article.id) > last_id)
+                    .order_by(col(Article.id))
+                    .limit(batch)
+                ).all()
+                if not batch_ids:
+                    break
+                last_id = batch_ids[-1] or 0
+                hits_of: dict[int, list[int]] = {a or 0: [] for a in batch_ids}
+                for hit_id, article_id in session.exec(
+                    select(Hit.id, Hit.article_id).where(col(Hit.article_id).in_(batch_ids))
+                ).all():
+                    hits_of[article_id].append(hit_id or 0)
+                kept = {a for a, hits in hits_of.items() if owed.intersection(hits)}
+                report.kept_owed += len(kept)
+                ids = [a for a in hits_of if a not in kept]
+                self._prune_articles(session, ids, [h for a in ids for h in hits_of[a]], report)
+                if dry_run:
+                    session.rollback()
+        with self._session() as session:
+            lines = sa.delete(SiteLine).where(
+                col(SiteLine.articles) <= 1, col(SiteLine.first_seen_at) < before
+            )
+            report.site_lines = session.execute(lines).rowcount  # type: ignore[attr-defined]
+            if dry_run:
+                session.rollback()
+        return report
+
+    @staticmethod
+    def _prune_articles(session: Session, ids: list[int], hit_ids: list[int], report: PruneReport) -> None:
+        if not ids:
+            return
+        if hit_ids:
+            session.execute(sa.delete(DigestItem).where(col(DigestItem.hit_id).in_(hit_ids)))
+            session.execute(sa.delete(Hit).where(col(Hit.id).in_(hit_ids)))
+        session.execute(sa.delete(ArticleBand).where(col(ArticleBand.article_id).in_(ids)))
+        session.execute(sa.delete(ArticleFingerprint).where(col(ArticleFingerprint.article_id).in_(ids)))
+        stories = set(
+            session.exec(
+                select(Article.story_id).where(col(Article.id).in_(ids), col(Article.story_id).is_not(None))
+            ).all()
+        )
+        session.execute(
+            sa.update(Article)
+            .where(col(Article.id).in_(ids))
+            .values(state=PRUNED, text=None, feed_summary="", story_id=None, content_hash=None)
+        )
+        for story_id in stories:
+            story = session.get(Story, story_id)
+            if story is None:
+                continue
+            remaining = session.exec(select(Article).where(Article.story_id == story_id)).all()
+            if not remaining:
+                session.delete(story)
+                report.stories_removed += 1
+            elif story.representative_id in ids:
+                story.representative_id = min(remaining, key=_representative_rank).id or 0
+                session.add(story)
+                report.stories_reassigned += 1
+        report.articles += len(ids)
+        report.hits += len(hit_ids)
 
     def article_count(self) -> dict[str, int]:
         with self._session() as session:
