@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -86,6 +87,11 @@ errors = Console(stderr=True)
 DEFAULT_MIN_SCORE = 0.3
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @dataclass
 class State:
     settings: Settings
@@ -131,11 +137,14 @@ def main_options(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="-v: log activity; -vv: debug.")
     ] = 0,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="Logs as text lines or as one JSON object per line.")
+    ] = LogFormat.text,
 ) -> None:
     """Example: monitor --config feeds.yaml --db sqlite:///monitor.db poll"""
     from monitor.logs import configure_logging
 
-    configure_logging(verbose)
+    configure_logging(verbose, log_format.value)
     try:
         settings = load_settings(config=config, database_url=db)
     except ConfigError as exc:

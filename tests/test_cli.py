@@ -361,3 +361,12 @@ def test_prune_dry_run_then_for_real(cli):
     assert json.loads(cli("status", "--json").stdout)["articles"] == {"matched": 3, "pruned": 7}
     bad = cli("prune", "--older-than", "soon")
     assert bad.exit_code == 1 and "invalid duration 'soon'" in bad.output
+
+
+def test_json_logs_have_fixed_keys(cli):
+    result = cli("--log-format", "json", "-v", "poll")
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    polled = [e for e in events if e["message"] == "feed polled"]
+    assert {e["feed"] for e in polled} == {"eastwire", "harbourpost"}
+    assert all({"time", "level", "logger", "message", "status"} <= e.keys() for e in polled)
+    assert all(e["time"].endswith("+00:00") for e in events)
