@@ -37,6 +37,7 @@ from monitor.digest import deliver_digest, owed_hit_ids, prepare_digest, render_
 from monitor.errors import ConfigError, MonitorError, NotFoundError
 from monitor.extract import extract_page
 from monitor.fetch import Fetcher
+from monitor.http import parse_address
 from monitor.pipeline import Pipeline, RunReport, utc_now
 from monitor.scheduler import DEFAULT_TICK_SECONDS, Daemon
 from monitor.status import collect_status
@@ -180,18 +181,25 @@ def demo(
 def run(
     ctx: typer.Context,
     tick: Annotated[float, typer.Option(help="Seconds between checks for due feeds.")] = DEFAULT_TICK_SECONDS,
+    http: Annotated[
+        str | None,
+        typer.Option(help="Serve /healthz and /metrics (Prometheus) on this host:port, e.g. 127.0.0.1:9108."),
+    ] = None,
 ) -> None:
     """Run the daemon: poll feeds when due, process articles, send digests on schedule. Stops on SIGTERM.
 
-    Example: monitor --config /etc/monitor/feeds.yaml run
+    Example: monitor --config /etc/monitor/feeds.yaml run --http 127.0.0.1:9108
     """
     state = _state(ctx)
     config, storage = state.config(), state.storage()
+    address = parse_address(http) if http else None
     _sync(config, storage)
 
     async def main() -> None:
         async with Fetcher(config.network) as fetcher:
-            await Daemon(Pipeline(storage, fetcher), storage, config, state.settings, tick_seconds=tick).run()
+            await Daemon(
+                Pipeline(storage, fetcher), storage, config, state.settings, tick_seconds=tick, http=address
+            ).run()
 
     asyncio.run(main())
 

@@ -26,6 +26,7 @@ from monitor.extract import extract_page, from_feed_entry
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher, matcher_signature
+from monitor.metrics import ARTICLES_PROCESSED, FEED_ERRORS, FEED_POLLS, HITS, STAGE_SECONDS
 from monitor.storage import NewArticle, Storage
 from monitor.types import (
     ArticleToProcess,
@@ -108,8 +109,12 @@ class Pipeline:
         """Fetch and parse one feed and record its new entries; failures are recorded on the feed."""
         now = self.clock()
         try:
-            result = await self.fetcher.fetch_feed(feed.url, etag=feed.etag, last_modified=feed.last_modified)
+            with STAGE_SECONDS.labels("poll").time():
+                result = await self.fetcher.fetch_feed(
+                    feed.url, etag=feed.etag, last_modified=feed.last_modified
+                )
             if isinstance(result, NotModified):
+                FEED_POLLS.labels("not_modified").inc()
                 self.storage.record_not_modified(
                     feed.id, status=304, now=now, next_poll_at=self._next_poll(feed, now)
                 )
@@ -130,6 +135,7 @@ class Pipeline:
             now=now,
             next_poll_at=self._next_poll(feed, now),
         )
+        FEED_POLLS.labels("updated").inc()
         if parsed.warning:
             log.info("feed is malformed but usable: %s", parsed.warning, extra={"feed": feed.name})
         log.info("feed polled", extra={"feed": feed.name, "status": result.status, "new": new})
@@ -169,7 +175,10 @@ class Pipeline:
                 extra={"url": item.url},
                 exc_info=not isinstance(exc, MonitorError),
             )
+            ARTICLES_PROCESSED.labels("error").inc()
             return 0, "error"
+        ARTICLES_PROCESSED.labels(extracted.source).inc()
+        HITS.inc(len(matches))
         for match in matches:
             log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})
         return len(matches), extracted.source
@@ -179,11 +188,13 @@ class Pipeline:
         if item.page_url is None:
             return from_feed_entry(item.entry), None
         try:
-            page = await self.fetcher.fetch_page(item.page_url)
+            with STAGE_SECONDS.labels("fetch").time():
+                page = await self.fetcher.fetch_page(item.page_url)
         except FetchError as exc:
             log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
             return from_feed_entry(item.entry), str(exc)
-        extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
+        with STAGE_SECONDS.labels("extract").time():
+            extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
         if extracted is None:
             return from_feed_entry(item.entry), "page has no usable article body"
         return extracted, None
@@ -199,21 +210,24 @@ class Pipeline:
     ) -> tuple[int, list[TopicMatch]]:
         """An extracted article's last stages: strip its site's chrome → find its story → match → store it
         with its story and hits in one transaction. Returns the story id and the hits."""
-        lines = line_keys(extracted.text)
-        extracted = self._without_chrome(extracted, site_of(item.url), lines)
-        fingerprint = dedup.fingerprint(f"{extracted.title}\n{extracted.text}")
-        story = self.story_of(item.id, item.url, fingerprint)
-        matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
-        saved = self.storage.save_article(
-            item.id,
-            extracted=extracted,
-            matches=matches,
-            fetch_error=fetch_error,
-            now=now,
-            fingerprint=fingerprint,
-            story_id=story,
-            lines=lines,
-        )
+        with STAGE_SECONDS.labels("dedup").time():
+            lines = line_keys(extracted.text)
+            extracted = self._without_chrome(extracted, site_of(item.url), lines)
+            fingerprint = dedup.fingerprint(f"{extracted.title}\n{extracted.text}")
+            story = self.story_of(item.id, item.url, fingerprint)
+        with STAGE_SECONDS.labels("match").time():
+            matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
+        with STAGE_SECONDS.labels("store").time():
+            saved = self.storage.save_article(
+                item.id,
+                extracted=extracted,
+                matches=matches,
+                fetch_error=fetch_error,
+                now=now,
+                fingerprint=fingerprint,
+                story_id=story,
+                lines=lines,
+            )
         for earlier in self.storage.archived_by_id(saved.recleaned):  # they lost chrome lines just learned
             found = matcher.match(earlier.extracted, url=earlier.url, feed=earlier.feed)
             self.storage.rematch(earlier.id, found, now)
@@ -245,6 +259,8 @@ class Pipeline:
 
     def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
         """Record the error on the feed; back off exponentially (honouring Retry-After), never give up."""
+        FEED_POLLS.labels("error").inc()
+        FEED_ERRORS.labels(getattr(exc, "kind", None) or type(exc).__name__).inc()
         status = exc.status if isinstance(exc, HTTPStatusError) else None
         if status == 410:  # Gone: the publisher says so; polling on would only hammer it
             self.storage.record_feed_error(feed.id, error=str(exc), status=status, now=now, next_poll_at=now)

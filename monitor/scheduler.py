@@ -10,9 +10,12 @@ fires twice in the repeated hour of a fall-back day). SIGTERM/SIGINT let the run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -20,6 +23,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.config import MonitorConfig, Settings, SubscriptionConfig
 from monitor.digest import deliver_digest
 from monitor.errors import MonitorError
+from monitor.http import StatusServer
+from monitor.metrics import DIGESTS, REGISTRY, StorageCollector
 from monitor.pipeline import Clock, Pipeline, utc_now
 from monitor.storage import Storage
 
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TICK_SECONDS = 30
 DIGEST_CHECK_SECONDS = 30
+#: a digest not done this long after its time makes /healthz fail
+DIGEST_GRACE = timedelta(minutes=15)
 
 
 def last_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
@@ -65,11 +72,15 @@ class Daemon:
         tick_seconds: float = DEFAULT_TICK_SECONDS,
         digest_check_seconds: float = DIGEST_CHECK_SECONDS,
         clock: Clock = utc_now,
+        http: tuple[str, int] | None = None,
     ) -> None:
         self.pipeline, self.storage, self.config, self.settings = pipeline, storage, config, settings
         self.tick_seconds, self.digest_check_seconds, self.clock = tick_seconds, digest_check_seconds, clock
+        self.http = http
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._busy = asyncio.Lock()
+        #: when a job last started or finished (monotonic seconds): how /healthz tells the scheduler lives
+        self._heartbeat = time.monotonic()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -99,6 +110,15 @@ class Daemon:
             len(self.config.feeds),
             len(self.config.subscriptions),
         )
+        with contextlib.ExitStack() as serving:
+            if self.http is not None:
+                REGISTRY.register(collector := StorageCollector(self.storage))
+                serving.callback(REGISTRY.unregister, collector)
+                server = serving.enter_context(StatusServer(self.http, self.health, REGISTRY))
+                log.warning("serving /healthz and /metrics on http://%s:%d", self.http[0], server.port)
+            await self._until(stop, loop)
+
+    async def _until(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await stop.wait()
         finally:
@@ -108,9 +128,31 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
+    def health(self) -> dict[str, Any]:
+        """For /healthz: the database answers, the scheduler runs its jobs, and no digest is overdue (due
+        more than DIGEST_GRACE ago and not done, or failing to send)."""
+        now = self.clock()
+        problems: list[str] = []
+        try:
+            outbox = self.storage.outbox()
+            for sub in self.config.subscriptions:
+                scheduled = last_scheduled(sub, now)
+                done = self.storage.last_digest_time(sub.name)
+                started = self.storage.subscription_started(sub.name)
+                if started < scheduled < now - DIGEST_GRACE and (done is None or done < scheduled):
+                    problems.append(f"digest {sub.name!r} due at {scheduled:%Y-%m-%d %H:%M}Z not sent")
+            problems += [f"digest {d.subscription!r} failing: {d.error}" for d in outbox if d.attempts]
+        except MonitorError as exc:
+            problems.append(f"database: {exc}")
+        idle = time.monotonic() - self._heartbeat
+        if not self.scheduler.running or (idle > max(5 * self.tick_seconds, 300) and not self._busy.locked()):
+            problems.append(f"scheduler: no job has run for {idle:.0f} s")
+        return {"healthy": not problems, "problems": problems, "checked_at": now}
+
     async def tick(self) -> None:
         """One pass of the stream over the due feeds; a failure is logged and the next tick retries."""
         async with self._busy:
+            self._heartbeat = time.monotonic()
             try:
                 report = await self.pipeline.run_once()
             except MonitorError as exc:
@@ -119,6 +161,8 @@ class Daemon:
             except Exception:  # a bug must not stop the daemon; the next tick tries again
                 log.exception("stream pass failed unexpectedly")
                 return
+            finally:
+                self._heartbeat = time.monotonic()
             if report.polls or report.articles:
                 log.info(
                     "stream pass: %d feeds polled, %d articles, %d hits",
@@ -148,12 +192,15 @@ class Daemon:
     async def send_due_digests(self) -> None:
         """Deliver every due digest; a failure stays in the outbox and is retried with backoff."""
         async with self._busy:
+            self._heartbeat = time.monotonic()
             for sub in self.due_subscriptions(self.clock()):
                 try:
                     result = await asyncio.to_thread(
                         deliver_digest, self.storage, sub, self.settings, now=self.clock()
                     )
                 except MonitorError as exc:
+                    DIGESTS.labels("failed").inc()
                     log.error("digest not sent, will retry: %s", exc, extra={"subscription": sub.name})
                     continue
+                DIGESTS.labels(result.status).inc()
                 log.info("digest %s", result.status, extra={"subscription": sub.name, "hits": result.hits})

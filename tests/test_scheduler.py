@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from monitor.config import FeedConfig, MonitorConfig, NetworkConfig, Settings, SubscriptionConfig
@@ -17,6 +18,8 @@ from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline
 from monitor.scheduler import Daemon, last_scheduled, next_scheduled
 from monitor.storage import Storage, make_engine
+
+from conftest import free_port
 
 
 @pytest.mark.parametrize(
@@ -118,8 +121,9 @@ def test_monitor_run_polls_and_stops_on_sigterm(db_url, site, tmp_path):
     storage = Storage(make_engine(db_url))
     storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, datetime.now(UTC))
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_CONFIG": str(config)}
+    port = free_port()
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "-v", "run", "--tick", "1"],
+        [sys.executable, "-m", "monitor", "-v", "run", "--tick", "1", "--http", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -130,6 +134,14 @@ def test_monitor_run_polls_and_stops_on_sigterm(db_url, site, tmp_path):
         while len(storage.hits()) < 2 and time.monotonic() < deadline and daemon.poll() is None:
             time.sleep(0.2)
         assert len(storage.hits()) == 2
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert health.status_code == 200 and health.json()["healthy"] is True
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'monitor_feed_polls_total{result="updated"} 1.0' in metrics
+        assert 'monitor_hits{topic="xi-putin"} 2.0' in metrics
+        assert 'monitor_articles_processed_total{source="page"}' in metrics
+        assert 'monitor_stage_seconds_count{stage="extract"}' in metrics
+        assert "process_resident_memory_bytes" in metrics
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=30)
@@ -137,3 +149,27 @@ def test_monitor_run_polls_and_stops_on_sigterm(db_url, site, tmp_path):
     assert "monitor running" in stderr and "monitor stopped" in stderr
     assert "Traceback" not in stderr
     storage.engine.dispose()
+
+
+def test_healthz_fails_while_a_digest_cannot_be_sent(storage):
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["t"], time="07:00")
+    storage.sync_subscriptions([sub], now - timedelta(days=2))
+    daemon = Daemon(None, storage, MonitorConfig(subscriptions=[sub]), Settings(), clock=lambda: now)  # type: ignore[arg-type]
+
+    async def check() -> None:
+        daemon.scheduler.start(paused=True)
+        report = daemon.health()
+        assert not report["healthy"] and report["problems"] == [
+            "digest 's' due at 2026-11-23 07:00Z not sent"
+        ]
+        digest = storage.record_digest(
+            "s", status="sending", window_start=now, window_end=now, hit_ids=[], now=now, message="m"
+        )
+        storage.digest_failed(digest, error="SMTP 127.0.0.1:25: refused", retry_at=now + timedelta(minutes=2))
+        assert daemon.health()["problems"] == ["digest 's' failing: SMTP 127.0.0.1:25: refused"]
+        storage.digest_sent(digest, now)
+        assert daemon.health() == {"healthy": True, "problems": [], "checked_at": now}
+        daemon.scheduler.shutdown(wait=False)
+
+    asyncio.run(check())
