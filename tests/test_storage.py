@@ -5,10 +5,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from monitor.config import FeedConfig, SubscriptionConfig
+from monitor.config import FeedConfig, Settings, SubscriptionConfig
+from monitor.demo import DEMO_QUERY, PLACEHOLDER, SITE
+from monitor.digest import deliver_digest
 from monitor.errors import AlreadyExistsError, NotFoundError, QueryError, SchemaNotCurrentError
 from monitor.storage import NewArticle, Storage, ensure_current, make_engine, upgrade
-from monitor.storage.engine import current_revision, head_revision
+from monitor.storage.engine import current_revision, downgrade, head_revision
 from monitor.storage.models import metadata
 from monitor.types import ExtractedArticle, FeedEntry, TopicMatch
 
@@ -258,3 +260,33 @@ def test_prune_keeps_what_digests_owe_and_leaves_stories_consistent(storage, sit
     later = old + timedelta(days=2)  # the feed still lists the pruned articles: they are not new
     storage.sync_feeds([FeedConfig(name="selection", url=site.url("/selection.rss"))], later)
     assert run_pipeline(storage, lambda: later, all_feeds=True).articles == 0
+
+
+def test_migrations_go_down_and_up_again_with_data_in_the_tables(storage, site, smtp):
+    """From head down past the outbox and search migrations and back, on a database the stream filled."""
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    now = datetime.now(UTC)
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["xi-putin"])
+    storage.sync_feeds([FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml"))], now)
+    storage.sync_subscriptions([sub], now - timedelta(days=1))
+    storage.add_topic("xi-putin", DEMO_QUERY, 0.3, now)
+    run_pipeline(storage, lambda: now)
+    settings = Settings(
+        smtp_host="127.0.0.1", smtp_port=smtp[1], smtp_sender="m@example.org", smtp_security="none"
+    )
+    assert deliver_digest(storage, sub, settings, now=now + timedelta(minutes=1)).status == "sent"
+    tables = ("feeds", "articles", "stories", "hits", "digests", "digest_items", "entries", "article_bands")
+
+    def counts() -> dict[str, int]:
+        with storage.engine.connect() as conn:
+            return {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in tables}
+
+    before = counts()
+    assert all(before.values())
+    downgrade(storage.engine, "0004")
+    assert current_revision(storage.engine) == "0004" and counts() == before
+    upgrade(storage.engine)
+    assert current_revision(storage.engine) == head_revision() and counts() == before
+    [digest] = storage.last_digests().values()
+    assert digest.status == "sent" and digest.attempts == 0
+    assert storage.search("Putin")  # the search index is rebuilt from the stored articles
