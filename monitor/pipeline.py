@@ -88,6 +88,11 @@ class Pipeline:
     def __init__(self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now) -> None:
         self.storage, self.fetcher, self.clock = storage, fetcher, clock
         self._matcher: TopicMatcher | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the articles in hand and start no others (the rest stay queued for the next run)."""
+        self._stopping = True
 
     async def run_once(
         self, *, feed: str | None = None, all_feeds: bool = False, progress: Progress | None = None
@@ -146,11 +151,15 @@ class Pipeline:
     ) -> None:
         """Fetch, extract, match and store every discovered article that is due, in batches."""
         matcher = self._current_matcher()
-        while batch := self.storage.articles_to_process(self.clock(), limit=ARTICLE_BATCH, feed_id=feed_id):
+        while not self._stopping and (
+            batch := self.storage.articles_to_process(self.clock(), limit=ARTICLE_BATCH, feed_id=feed_id)
+        ):
             results = await self._gather(
                 "articles", [self.process_article(a, matcher) for a in batch], progress
             )
             for hits, source in results:
+                if source == "skipped":
+                    continue
                 report.articles += 1
                 report.hits += hits
                 report.from_feed += source == "feed"
@@ -158,6 +167,8 @@ class Pipeline:
     async def process_article(self, item: ArticleToProcess, matcher: TopicMatcher) -> tuple[int, str]:
         """One article: fetch → extract (or feed text) → checkpoint → settle; returns (hits, text source).
         An article whose extraction was checkpointed before is only settled."""
+        if self._stopping:  # waiting for the fetcher's limits; it stays queued
+            return 0, "skipped"
         now = self.clock()
         try:
             extracted, fetch_error = item.extracted, item.fetch_error

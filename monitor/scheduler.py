@@ -122,8 +122,10 @@ class Daemon:
         try:
             await stop.wait()
         finally:
-            self.scheduler.shutdown(wait=False)
-            async with self._busy:  # let a running pass or delivery finish its transaction
+            self.scheduler.pause()
+            self.pipeline.stop()
+            async with self._busy:  # let the running pass finish the articles in hand, or a delivery
+                self.scheduler.shutdown(wait=False)
                 log.warning("monitor stopped")
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

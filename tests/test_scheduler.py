@@ -19,7 +19,7 @@ from monitor.pipeline import Pipeline
 from monitor.scheduler import Daemon, last_scheduled, next_scheduled
 from monitor.storage import Storage, make_engine
 
-from conftest import free_port
+from conftest import free_port, serve_kremlin
 
 
 @pytest.mark.parametrize(
@@ -173,3 +173,37 @@ def test_healthz_fails_while_a_digest_cannot_be_sent(storage):
         daemon.scheduler.shutdown(wait=False)
 
     asyncio.run(check())
+
+
+def test_the_cli_writes_while_the_daemon_writes(db_url, site, tmp_path):
+    """Daemon and CLI share the database: SQLite in WAL mode with a busy timeout, PostgreSQL as it is."""
+    serve_kremlin(site)
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"feeds:\n  - name: kremlin\n    url: {site.url('/kremlin.atom')}\n"
+        f"  - name: selection\n    url: {site.url('/selection.rss')}\n"
+        "network:\n  allow_private: [127.0.0.0/8]\n"
+    )
+    storage = Storage(make_engine(db_url))
+    env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_CONFIG": str(config)}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--tick", "1"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        edits = 0
+        deadline = time.monotonic() + 60
+        while storage.article_count().get("matched", 0) < 40 and time.monotonic() < deadline:
+            now = datetime.now(UTC)
+            storage.add_topic(f"t{edits}", "xi AND putin", 0.3, now)  # each is its own write transaction
+            storage.edit_topic(f"t{edits}", now, min_score=0.5)
+            edits += 1
+            time.sleep(0.05)  # a person at the CLI, not a loop that starves every other writer
+        matched = storage.article_count().get("matched", 0)
+        assert matched >= 40 and edits > 5, storage.unfinished_articles()[:3]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    problems = [line for line in stderr.splitlines() if "locked" in line or "Error" in line]
+    assert daemon.returncode == 0 and "Traceback" not in stderr and not problems, problems
+    assert len(storage.topics()) == edits
+    storage.engine.dispose()
