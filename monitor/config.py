@@ -76,7 +76,8 @@ Name = Annotated[str, Field(pattern=_NAME_RE.pattern)]
 class Settings(BaseSettings):
     """Settings from the environment (MONITOR_*): where things are, and the secrets."""
 
-    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="ignore")
+    # an empty MONITOR_SMTP_PORT= line in an env file means "not set", as it does to a person
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="ignore", env_ignore_empty=True)
 
     config: Path = DEFAULT_CONFIG_PATH
     database_url: str = DEFAULT_DATABASE_URL
