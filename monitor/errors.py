@@ -7,21 +7,58 @@ message shown to the user or stored on a feed is enough to act on::
     ├── ConfigError                    feeds.yaml or a MONITOR_* setting is wrong (file, line, key)
     ├── StorageError                   the database failed or is unreachable
     │   └── SchemaNotCurrentError      the database is not at the newest migration
-    ├── FetchError                     an HTTP fetch failed (url); recorded on the feed or article
+    ├── FetchError                     an HTTP fetch failed (url, kind); recorded on the feed or article
     │   ├── AddressNotAllowedError     the host resolves to a private/loopback address not allowed
     │   ├── ResponseTooLargeError      the body exceeded the size cap
     │   └── HTTPStatusError            the server answered with an error status
-    ├── FeedParseError                 the body is not a usable feed (url)
+    ├── FeedParseError                 the body is not a usable feed (url, kind)
     ├── QueryError                     a topic query is malformed (column, what was expected)
     ├── NotFoundError                  a named topic, feed or subscription does not exist
     ├── AlreadyExistsError             a named topic already exists
     └── DeliveryError                  a digest could not be delivered (subscription)
+
+``FetchError.kind`` and ``FeedParseError.kind`` say what went wrong in a word, for backoff and metrics
+(see ``FetchErrorKind`` and ``FeedParseErrorKind``); the message says it in a sentence.
 
 Expected outcomes are not errors: a 304 is a ``NotModified`` value, a page with no usable body gives
 ``None`` from extraction.
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+#: why a fetch failed:
+#: invalid_url — not an http(s) URL with a host; dns — the host does not resolve (or not in time);
+#: address_not_allowed — it resolves to a private/reserved address; refused — nothing listens there;
+#: connect — another failure to connect (unreachable, reset); tls — TLS handshake or certificate failure;
+#: connect_timeout — no connection in time; network — the connection broke after it was made;
+#: timeout — the answer stalled or did not complete in time;
+#: protocol — not valid HTTP, or an answer that makes no sense for the request; decode — a broken or
+#: unsupported Content-Encoding; too_large — the body is over the cap; http_status — a 4xx/5xx answer
+#: (``status``, ``retry_after``); redirect_loop — more redirects than allowed; redirect — a redirect
+#: without a usable target; content_type — the body is of a type that cannot be what was asked for
+FetchErrorKind = Literal[
+    "invalid_url",
+    "dns",
+    "address_not_allowed",
+    "refused",
+    "connect",
+    "tls",
+    "connect_timeout",
+    "network",
+    "timeout",
+    "protocol",
+    "decode",
+    "too_large",
+    "http_status",
+    "redirect_loop",
+    "redirect",
+    "content_type",
+]
+#: why a fetched body is not a feed: empty — nothing but whitespace; html — a web page (``linked_feeds``
+#: lists the feeds it announces); parse — anything else that is neither RSS nor Atom
+FeedParseErrorKind = Literal["empty", "html", "parse"]
 
 
 class MonitorError(Exception):
@@ -59,19 +96,27 @@ class SchemaNotCurrentError(StorageError):
 
 
 class FetchError(MonitorError):
-    """Fetching a URL failed."""
+    """Fetching a URL failed; ``kind`` says how."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        self.url, self.reason = url, reason
+    kind: FetchErrorKind
+
+    def __init__(self, url: str, reason: str, *, kind: FetchErrorKind) -> None:
+        self.url, self.reason, self.kind = url, reason, kind
         super().__init__(f"{url}: {reason}")
 
 
 class AddressNotAllowedError(FetchError):
     """The URL's host resolves to a private, loopback or link-local address not on the allow-list."""
 
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="address_not_allowed")
+
 
 class ResponseTooLargeError(FetchError):
     """The response body is larger than the configured cap."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="too_large")
 
 
 class HTTPStatusError(FetchError):
@@ -79,14 +124,21 @@ class HTTPStatusError(FetchError):
 
     def __init__(self, url: str, status: int, retry_after: float | None = None) -> None:
         self.status, self.retry_after = status, retry_after
-        super().__init__(url, f"HTTP {status}")
+        super().__init__(url, f"HTTP {status}", kind="http_status")
 
 
 class FeedParseError(MonitorError):
-    """A fetched body is not a usable RSS/Atom feed."""
+    """A fetched body is not a usable RSS/Atom feed; ``kind`` says why."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        self.url, self.reason = url, reason
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        kind: FeedParseErrorKind = "parse",
+        linked_feeds: tuple[str, ...] = (),
+    ) -> None:
+        self.url, self.reason, self.kind, self.linked_feeds = url, reason, kind, linked_feeds
         super().__init__(f"{url}: not a usable feed: {reason}")
 
 

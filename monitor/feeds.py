@@ -32,7 +32,7 @@ _BENIGN_COMPLAINTS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLCon
 def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> ParsedFeed:
     """Parse a fetched feed body; raises FeedParseError when it is not a usable feed."""
     if not content.strip():
-        raise FeedParseError(url, "the response body is empty")
+        raise FeedParseError(url, "the response body is empty", kind="empty")
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
@@ -49,7 +49,9 @@ def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> 
         if b"<html" in content[:2048].lower():
             linked = linked_feeds(content, url)
             offer = f"; it links to these feeds: {', '.join(linked)}" if linked else ""
-            raise FeedParseError(url, f"an HTML page, not an RSS/Atom feed{offer}")
+            raise FeedParseError(
+                url, f"an HTML page, not an RSS/Atom feed{offer}", kind="html", linked_feeds=tuple(linked)
+            )
         raise FeedParseError(
             url, _describe(problem) if problem and broken else "no RSS or Atom document found"
         )

@@ -1,7 +1,9 @@
 """HTTP fetching for feeds and article pages: conditional GET, limits, and no way into private networks.
 
-Redirects are followed by hand so that every hop is checked against the address policy and recorded.
-A 304 is a ``NotModified`` value; every failure is a ``FetchError`` naming the URL.
+Redirects are followed by hand so that every hop is checked against the address policy and recorded. The
+connection of each hop goes to an address the policy checked, never to a second DNS answer (see
+``_PinnedBackend``). A 304 is a ``NotModified`` value; every failure is a ``FetchError`` naming the URL,
+with a ``kind`` for backoff and metrics.
 """
 
 from __future__ import annotations
@@ -9,21 +11,45 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
+import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from monitor.config import Network, NetworkConfig
-from monitor.errors import AddressNotAllowedError, FetchError, HTTPStatusError, ResponseTooLargeError
+from monitor.errors import (
+    AddressNotAllowedError,
+    FetchError,
+    FetchErrorKind,
+    HTTPStatusError,
+    ResponseTooLargeError,
+)
 from monitor.types import Fetched, NotModified
 
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 _REDIRECTS = {301, 302, 303, 307, 308}
+#: media types neither a feed nor a web page is ever sent as: refused before the body is read
+_BINARY_TOP_LEVEL = ("image/", "audio/", "video/", "font/", "model/")
+_BINARY_APPLICATION = frozenset(
+    "application/" + subtype
+    for subtype in ("pdf", "zip", "gzip", "x-gzip", "x-tar", "x-7z-compressed", "vnd.rar", "wasm")
+)
+
+#: the host of the request being sent and the addresses the policy checked for it; only these are dialled
+_PINNED: ContextVar[tuple[str, tuple[str, ...]] | None] = ContextVar("monitor_fetch_pinned", default=None)
+
+
+def _redirected(url: str, target: str) -> str:
+    """How a message about ``target`` begins when fetching ``url`` led there by redirects."""
+    return "" if target == url else f"redirected to {target}: "
 
 
 class AddressPolicy:
@@ -40,25 +66,86 @@ class AddressPolicy:
             return self.permits(address.ipv4_mapped)
         return address.is_global and not address.is_multicast
 
-    async def check(self, url: str) -> None:
-        host = urlsplit(url).hostname
+    async def check(self, target: str, *, url: str | None = None) -> tuple[str, tuple[str, ...]]:
+        """The host of ``target`` as sent on the wire and the addresses it resolves to, all permitted;
+        errors name ``url`` (the URL asked for, when ``target`` is a redirect), else ``target``."""
+        url = url or target
+        lead = _redirected(url, target)
+        try:
+            parsed = httpx.URL(target)
+        except httpx.InvalidURL as exc:
+            raise FetchError(url, f"{lead}not a valid URL: {exc}", kind="invalid_url") from None
+        if parsed.scheme not in ("http", "https"):
+            raise FetchError(url, f"{lead}not an HTTP URL", kind="invalid_url")
+        host = parsed.raw_host.decode("ascii")
         if not host:
-            raise FetchError(url, "no host in URL")
+            raise FetchError(url, f"{lead}no host in URL", kind="invalid_url")
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
             except (socket.gaierror, UnicodeError) as exc:
-                raise FetchError(url, f"cannot resolve host {host!r}: {exc}") from None
+                raise FetchError(url, f"{lead}cannot resolve host {host!r}: {exc}", kind="dns") from None
             addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         for address in addresses:
             if not self.permits(address):
                 raise AddressNotAllowedError(
                     url,
-                    f"{host} resolves to {address}, a private/reserved address; "
+                    f"{lead}{host} resolves to {address}, a private/reserved address; "
                     "add its network to network.allow_private in feeds.yaml to allow it",
                 )
+        return host, tuple(dict.fromkeys(str(a) for a in addresses))
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Dials only the addresses the policy checked for the request's host, in order, and never resolves
+    the name again: a DNS server that answers the check with a public address and the connection with a
+    private one (DNS rebinding) gets nowhere. The URL keeps its host name, so the Host header, TLS SNI and
+    certificate checks, and the connection pool all stay keyed by name."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        pinned = _PINNED.get()
+        if pinned is None or pinned[0] != host:
+            raise httpcore.ConnectError(f"{host} was not checked against the address policy")
+        failure: httpcore.ConnectError | None = None
+        for address in pinned[1]:
+            try:
+                return await self._backend.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectError as exc:  # a timeout ends the attempt; a refusal tries the next
+                failure = exc
+        raise failure or httpcore.ConnectError(f"{host} has no address")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _pinned_transport() -> httpx.AsyncHTTPTransport:
+    """httpx's transport with its connection pool dialling through ``_PinnedBackend``. httpx (0.28) takes
+    no network backend, so its pool is replaced; an httpx that keeps the pool elsewhere fails loudly."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError("this httpx keeps no httpcore pool in ._pool: cannot pin checked addresses")
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=_PinnedBackend(),
+    )
+    return transport
 
 
 #: a whole answer (headers and body) must arrive within this many times the network timeout
@@ -71,11 +158,13 @@ class Fetcher:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
         self.policy = AddressPolicy(config.allow_private)
+        self._connect_timeout = min(config.timeout, 10.0)
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
+            transport=_pinned_transport(),
+            timeout=httpx.Timeout(config.timeout, connect=self._connect_timeout),
             headers={"User-Agent": config.user_agent, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=False,
-            trust_env=False,
+            trust_env=False,  # proxies from the environment would connect around the pinned transport
         )
         self._global = asyncio.Semaphore(config.concurrency)
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
@@ -97,29 +186,31 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        return await self._get(url, headers)
+        return await self._get(url, headers, "a feed")
 
     async def fetch_page(self, url: str) -> Fetched:
         """GET an article page."""
-        result = await self._get(url, {"Accept": PAGE_ACCEPT})
+        result = await self._get(url, {"Accept": PAGE_ACCEPT}, "a web page")
         if isinstance(result, NotModified):  # not asked for, but a server may still say it
-            raise FetchError(url, "unexpected 304 Not Modified")
+            raise FetchError(url, "unexpected 304 Not Modified", kind="protocol")
         return result
 
-    async def _get(self, url: str, headers: dict[str, str]) -> Fetched | NotModified:
+    async def _get(self, url: str, headers: dict[str, str], wanted: str) -> Fetched | NotModified:
         host = urlsplit(url).hostname or ""
         async with self._global, self._per_host[host]:
             redirects: list[str] = []
             current = url
             while True:
-                await self.policy.check(current)
-                response, body = await self._request(current, headers)
+                pinned = await self._check(url, current)
+                response, body = await self._request(url, current, pinned, headers, wanted)
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     if len(redirects) >= self.config.max_redirects:
-                        raise FetchError(url, f"more than {self.config.max_redirects} redirects")
+                        raise FetchError(
+                            url, f"more than {self.config.max_redirects} redirects", kind="redirect_loop"
+                        )
                     current = urljoin(current, response.headers["location"])
                     if urlsplit(current).scheme not in ("http", "https"):
-                        raise FetchError(url, f"redirect to a non-HTTP URL {current!r}")
+                        raise FetchError(url, f"redirect to a non-HTTP URL {current!r}", kind="redirect")
                     redirects.append(current)
                     continue
                 break
@@ -136,7 +227,7 @@ class Fetcher:
                 _retry_after(response.headers.get("retry-after"), response.headers.get("date")),
             )
         if response.status_code >= 300:
-            raise FetchError(url, f"HTTP {response.status_code} without a usable Location")
+            raise FetchError(url, f"HTTP {response.status_code} without a usable Location", kind="redirect")
         return Fetched(
             url=url,
             final_url=current,
@@ -148,37 +239,112 @@ class Fetcher:
             redirects=tuple(redirects),
         )
 
-    async def _request(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
-        cap = self.config.max_body_bytes
+    async def _check(self, url: str, target: str) -> tuple[str, tuple[str, ...]]:
+        """The policy's check of ``target``, with name resolution bounded by the connect timeout."""
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                return await self.policy.check(target, url=url)
+        except TimeoutError:
+            raise FetchError(
+                url,
+                f"{_redirected(url, target)}cannot resolve host {urlsplit(target).hostname!r}: "
+                f"no answer within {self._connect_timeout:g} s",
+                kind="dns",
+            ) from None
+
+    async def _request(
+        self, url: str, target: str, pinned: tuple[str, tuple[str, ...]], headers: dict[str, str], wanted: str
+    ) -> tuple[httpx.Response, bytes]:
+        """GET ``target`` from its checked addresses; the body is read only for a 2xx answer."""
+        lead = _redirected(url, target)
         # httpx's timeouts are per read: a server dripping a byte a second would never trip them
         deadline = self.config.timeout * DEADLINE_FACTOR
+        token = _PINNED.set(pinned)
         try:
             async with (
                 asyncio.timeout(deadline),
-                self._client.stream("GET", url, headers=headers) as response,
+                self._client.stream("GET", target, headers=headers) as response,
             ):
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cap:
-                    raise ResponseTooLargeError(
-                        url, f"body of {int(declared)} bytes is over the {cap}-byte cap"
-                    )
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > cap:
-                        raise ResponseTooLargeError(url, f"body is over the {cap}-byte cap")
-                    chunks.append(chunk)
-                return response, b"".join(chunks)
+                if not 200 <= response.status_code < 300:
+                    return response, b""
+                content_type = response.headers.get("content-type", "")
+                media = content_type.split(";")[0].strip().lower()
+                if media.startswith(_BINARY_TOP_LEVEL) or media in _BINARY_APPLICATION:
+                    raise FetchError(url, f"{lead}Content-Type {media} is not {wanted}", kind="content_type")
+                return response, await self._body(url, lead, response)
+        except httpx.ConnectTimeout:
+            raise FetchError(url, f"{lead}timed out (ConnectTimeout)", kind="connect_timeout") from None
         except httpx.TimeoutException as exc:
-            raise FetchError(url, f"timed out ({type(exc).__name__})") from None
+            raise FetchError(url, f"{lead}timed out ({type(exc).__name__})", kind="timeout") from None
         except TimeoutError:
-            raise FetchError(url, f"timed out: no complete answer within {deadline:g} s") from None
+            raise FetchError(
+                url, f"{lead}timed out: no complete answer within {deadline:g} s", kind="timeout"
+            ) from None
         except httpx.ConnectError as exc:
-            raise FetchError(url, f"cannot connect: {exc or 'connection failed'}") from None
-        except httpx.DecodingError as exc:
-            raise FetchError(url, f"cannot decode the response: {exc}") from None
+            kind, detail = _connect_failure(exc)
+            raise FetchError(url, f"{lead}cannot connect: {detail}", kind=kind) from None
+        except httpx.NetworkError as exc:
+            raise FetchError(
+                url, f"{lead}the connection broke: {exc or type(exc).__name__}", kind="network"
+            ) from None
+        except zlib.error as exc:
+            raise FetchError(url, f"{lead}cannot decode the response: {exc}", kind="decode") from None
         except httpx.HTTPError as exc:
-            raise FetchError(url, f"{type(exc).__name__}: {exc}") from None
+            raise FetchError(url, f"{lead}{type(exc).__name__}: {exc}", kind="protocol") from None
+        finally:
+            _PINNED.reset(token)
+
+    async def _body(self, url: str, lead: str, response: httpx.Response) -> bytes:
+        """The decoded body, stopped as soon as it is over the cap: a compressed body is inflated a piece at
+        a time with a bound on each piece, so a gzip bomb never grows in memory beyond the cap."""
+        cap = self.config.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise ResponseTooLargeError(
+                url, f"{lead}body of {int(declared)} bytes is over the {cap}-byte cap"
+            )
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+            raise FetchError(url, f"{lead}unsupported Content-Encoding {encoding!r}", kind="decode")
+        inflater: zlib._Decompress | None = None
+        body = bytearray()
+        async for raw in response.aiter_raw():
+            if encoding in ("identity", ""):
+                body += raw
+            else:
+                inflater = inflater or _inflater(encoding, raw)
+                body += inflater.decompress(raw, cap + 1 - len(body))
+                while inflater.unconsumed_tail and len(body) <= cap:
+                    body += inflater.decompress(inflater.unconsumed_tail, cap + 1 - len(body))
+            if len(body) > cap:
+                raise ResponseTooLargeError(url, f"{lead}body is over the {cap}-byte cap")
+        if inflater is not None:
+            body += inflater.flush()
+            if len(body) > cap:
+                raise ResponseTooLargeError(url, f"{lead}body is over the {cap}-byte cap")
+        return bytes(body)
+
+
+def _inflater(encoding: str, first: bytes) -> zlib._Decompress:
+    """A decompressor for a gzip or deflate body; "deflate" is zlib-wrapped by the standard but sent raw by
+    some servers, which the first bytes tell apart (a zlib header is method 8 and a multiple of 31)."""
+    if encoding == "deflate" and not (
+        len(first) >= 2 and first[0] & 0x0F == 8 and int.from_bytes(first[:2], "big") % 31 == 0
+    ):
+        return zlib.decompressobj(-zlib.MAX_WBITS)
+    return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, recognised by zlib
+
+
+def _connect_failure(exc: BaseException) -> tuple[FetchErrorKind, str]:
+    """The kind of a failed connection and what to say about it."""
+    innermost, cause = exc, exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused", "connection refused"
+        if isinstance(cause, ssl.SSLError):
+            return "tls", f"TLS failed: {cause}"
+        innermost, cause = cause, cause.__cause__ or cause.__context__
+    return "connect", str(innermost) or "connection failed"
 
 
 def _retry_after(value: str | None, server_date: str | None) -> float | None:

@@ -1,12 +1,15 @@
 """Feed documents → entries, on real feeds from ../shared/corpus."""
 
+import asyncio
+
 import pytest
 
 from monitor.errors import FeedParseError
 from monitor.feeds import html_to_text, parse_feed
+from monitor.fetch import Fetcher
 from monitor.urls import canonical_url
 
-from conftest import corpus_path
+from conftest import LOOPBACK, corpus_path
 
 
 def parse(*parts, url="https://example.org/feed.xml", content_type=None):
@@ -62,36 +65,56 @@ def test_entry_text_is_plain_text_without_scripts():
     assert html_to_text("<p>One</p><p>Two<script>x()</script></p>") == "One\n\nTwo"
 
 
-def test_an_html_page_offers_the_feeds_it_links_to():
+def ingest(url):
+    """Fetch a feed URL and parse what comes back, as the poll stage does."""
+
+    async def fetch():
+        async with Fetcher(LOOPBACK) as fetcher:
+            return await fetcher.fetch_feed(url)
+
+    fetched = asyncio.run(fetch())
+    return parse_feed(fetched.content, url=fetched.final_url, content_type=fetched.content_type)
+
+
+def test_an_html_page_offers_the_feeds_it_links_to(site):
     page = (
         b"<!DOCTYPE html><html><head><title>Eastwire</title>"
         b'<link rel="alternate" type="application/rss+xml" title="Top" href="/eastwire/feed.xml">'
         b'<link rel="alternate" type="application/atom+xml" href="https://cdn.example.org/atom">'
         b'<link rel="stylesheet" href="/x.css"></head><body><p>News</p></body></html>'
     )
+    url = site.put("/eastwire/", page, "text/html; charset=utf-8")
     with pytest.raises(FeedParseError) as caught:
-        parse_feed(page, url="https://example.org/eastwire/")
-    assert str(caught.value).endswith(
-        "an HTML page, not an RSS/Atom feed; it links to these feeds: "
-        "https://example.org/eastwire/feed.xml, https://cdn.example.org/atom"
+        ingest(url)
+    linked = (site.url("/eastwire/feed.xml"), "https://cdn.example.org/atom")
+    assert str(caught.value) == (
+        f"{url}: not a usable feed: an HTML page, not an RSS/Atom feed; it links to these feeds: "
+        + ", ".join(linked)
     )
+    assert caught.value.kind == "html" and caught.value.linked_feeds == linked
 
 
 @pytest.mark.parametrize(
-    ("body", "reason"),
+    ("body", "kind", "reason"),
     [
-        (b"", "empty"),
+        (b"", "empty", "the response body is empty"),
+        (b" \r\n\t ", "empty", "the response body is empty"),
         (
             b"<!DOCTYPE html><html><head><title>Home</title></head><body><p>Hello</p></body></html>",
-            "HTML page",
+            "html",
+            "an HTML page, not an RSS/Atom feed",
         ),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not a usable feed"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "parse", "malformed XML"),
+        (b'{"version": "https://jsonfeed.org/version/1"}', "parse", "malformed XML"),
     ],
 )
-def test_unusable_documents_raise_a_clear_error(body, reason):
+def test_unusable_documents_raise_a_clear_error(body, kind, reason):
+    """(Served over HTTP, these and others are in test_pipeline.py::test_an_unusable_feed_fails_alone.)"""
     with pytest.raises(FeedParseError, match=reason) as caught:
         parse_feed(body, url="https://example.org/feed")
-    assert "https://example.org/feed" in str(caught.value)
+    assert caught.value.kind == kind and str(caught.value).startswith(
+        "https://example.org/feed: not a usable"
+    )
 
 
 def test_an_entity_expansion_bomb_is_not_expanded():
@@ -116,3 +139,13 @@ def test_invalid_utf8_is_read_as_a_fallback_charset_with_a_warning():
     )
     feed = parse_feed(body, url="https://example.org/feed")
     assert [e.title for e in feed.entries] == ["café talks"] and "windows-1252" in (feed.warning or "")
+
+
+def test_an_external_entity_is_not_read():
+    body = (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>'
+        b'<rss version="2.0"><channel><title>t</title><item><title>a &xxe;</title>'
+        b"<link>https://example.org/a</link><description>b &xxe;</description></item></channel></rss>"
+    )
+    feed = parse_feed(body, url="https://example.org/feed")
+    assert [(e.title, e.summary) for e in feed.entries] == [("a", "b")]
