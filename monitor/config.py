@@ -33,7 +33,10 @@ from monitor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("feeds.yaml")
 DEFAULT_DATABASE_URL = "sqlite:///./monitor.db"
+#: a feed's first interval, before its publishing rhythm is known; then it adapts within the bounds
 DEFAULT_POLL_INTERVAL = timedelta(minutes=30)
+DEFAULT_MIN_INTERVAL = timedelta(minutes=5)
+DEFAULT_MAX_INTERVAL = timedelta(hours=24)
 MIN_POLL_INTERVAL = timedelta(minutes=1)
 MAX_POLL_INTERVAL = timedelta(days=1)
 DEFAULT_TIMEOUT_SECONDS = 20.0
@@ -120,7 +123,11 @@ class FeedConfig(_Strict):
 
     name: Name
     url: str
-    interval: Duration = DEFAULT_POLL_INTERVAL
+    #: poll at exactly this interval; when unset, the interval follows how often the feed publishes,
+    #: between min_interval and max_interval
+    interval: Duration | None = None
+    min_interval: Duration = DEFAULT_MIN_INTERVAL
+    max_interval: Duration = DEFAULT_MAX_INTERVAL
     tags: list[str] = []
 
     @field_validator("url")
@@ -130,12 +137,25 @@ class FeedConfig(_Strict):
             raise ValueError(f"not an http(s) URL: {value!r}")
         return value.strip()
 
-    @field_validator("interval")
+    @field_validator("interval", "min_interval", "max_interval")
     @classmethod
-    def _clamp(cls, value: timedelta) -> timedelta:
-        if not MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL:
-            raise ValueError(f"interval must be between {MIN_POLL_INTERVAL} and {MAX_POLL_INTERVAL}")
+    def _clamp(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL:
+            raise ValueError(f"must be between {MIN_POLL_INTERVAL} and {MAX_POLL_INTERVAL}")
         return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeedConfig:
+        if self.min_interval > self.max_interval:
+            raise ValueError("min_interval is longer than max_interval")
+        return self
+
+    @property
+    def interval_bounds(self) -> tuple[timedelta, timedelta]:
+        """The shortest and longest polling interval: both the fixed interval when one is set."""
+        if self.interval is not None:
+            return self.interval, self.interval
+        return self.min_interval, self.max_interval
 
 
 class SubscriptionConfig(_Strict):

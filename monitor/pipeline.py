@@ -12,8 +12,11 @@ anywhere is recovered by running again: discovered articles are picked up where 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Coroutine
+import random
+import statistics
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -120,8 +123,9 @@ class Pipeline:
                 )
             if isinstance(result, NotModified):
                 FEED_POLLS.labels("not_modified").inc()
+                interval = _clamp(feed.interval * QUIET_GROWTH, feed)
                 self.storage.record_not_modified(
-                    feed.id, status=304, now=now, next_poll_at=self._next_poll(feed, now)
+                    feed.id, status=304, now=now, next_poll_at=_next_poll(now, interval), interval=interval
                 )
                 log.info("feed not modified", extra={"feed": feed.name, "status": 304})
                 return PollOutcome(feed.name, "not_modified")
@@ -129,6 +133,7 @@ class Pipeline:
         except (FetchError, FeedParseError) as exc:
             return self._feed_failed(feed, exc, now)
         articles = [_new_article(e, result.final_url) for e in parsed.entries]
+        interval = polling_interval(feed, [e.published for e in parsed.entries], now)
         new = self.storage.record_poll(
             feed.id,
             status=result.status,
@@ -138,7 +143,8 @@ class Pipeline:
             final_url=result.final_url,
             articles=articles,
             now=now,
-            next_poll_at=self._next_poll(feed, now),
+            next_poll_at=_next_poll(now, interval),
+            interval=interval,
         )
         FEED_POLLS.labels("updated").inc()
         if parsed.warning:
@@ -271,7 +277,7 @@ class Pipeline:
     def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
         """Record the error on the feed; back off exponentially (honouring Retry-After), never give up."""
         FEED_POLLS.labels("error").inc()
-        FEED_ERRORS.labels(getattr(exc, "kind", None) or type(exc).__name__).inc()
+        FEED_ERRORS.labels(exc.kind if isinstance(exc, FetchError | FeedParseError) else "other").inc()
         status = exc.status if isinstance(exc, HTTPStatusError) else None
         if status == 410:  # Gone: the publisher says so; polling on would only hammer it
             self.storage.record_feed_error(feed.id, error=str(exc), status=status, now=now, next_poll_at=now)
@@ -279,18 +285,12 @@ class Pipeline:
             self.storage.disable_feed(feed.id, reason=reason, now=now)
             log.warning("feed disabled: %s", exc, extra={"feed": feed.name, "status": status})
             return PollOutcome(feed.name, "error", error=f"{exc} (feed disabled)")
-        delay = min(MAX_BACKOFF, feed.interval * 2 ** min(feed.consecutive_errors, 10))
-        if isinstance(exc, HTTPStatusError) and exc.retry_after:
-            delay = max(delay, min(MAX_BACKOFF, timedelta(seconds=exc.retry_after)))
+        delay = feed_backoff(feed.interval, feed.consecutive_errors, exc)
         self.storage.record_feed_error(
             feed.id, error=str(exc), status=status, now=now, next_poll_at=now + delay
         )
         log.warning("feed failed: %s", exc, extra={"feed": feed.name, "status": status})
         return PollOutcome(feed.name, "error", error=str(exc))
-
-    @staticmethod
-    def _next_poll(feed: FeedForPoll, now: datetime) -> datetime:
-        return now + feed.interval
 
     @staticmethod
     async def _gather(stage: str, jobs: list[Coroutine[Any, Any, T]], progress: Progress | None) -> list[T]:
@@ -306,6 +306,61 @@ class Pipeline:
             return result
 
         return list(await asyncio.gather(*(tracked(job) for job in jobs)))
+
+
+#: how many of a feed's newest entries its publishing rhythm is judged by
+RHYTHM_ENTRIES = 20
+#: each poll that finds nothing new (a 304) lengthens the interval by this much, up to the feed's longest
+QUIET_GROWTH = 1.25
+
+
+def polling_interval(feed: FeedForPoll, published: Sequence[datetime | None], now: datetime) -> timedelta:
+    """How often to poll a feed, from when its newest entries were published: half the typical gap between
+    them (so a new item waits half a gap on average), or half the time since the newest when the feed has
+    gone quiet; within the feed's bounds. A feed with a fixed interval keeps it."""
+    dates = sorted({d for d in published if d is not None and d <= now}, reverse=True)[:RHYTHM_ENTRIES]
+    if feed.min_interval == feed.max_interval or len(dates) < 3:
+        return _clamp(feed.interval, feed)
+    typical = timedelta(
+        seconds=statistics.median(
+            (newer - older).total_seconds() for newer, older in itertools.pairwise(dates)
+        )
+    )
+    return _clamp(max(typical, (now - dates[0]) / 2) / 2, feed)
+
+
+def _clamp(interval: timedelta, feed: FeedForPoll) -> timedelta:
+    return min(max(interval, feed.min_interval), feed.max_interval)
+
+
+def _next_poll(now: datetime, interval: timedelta) -> datetime:
+    """The next poll, jittered by ±10% so that feeds added together do not poll in lock-step."""
+    return now + interval * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+#: kinds of failure that usually pass by themselves (a busy, restarting or slow server): retried sooner
+TRANSIENT_KINDS = frozenset({"refused", "connect", "connect_timeout", "network", "timeout"})
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: how the backoff is weighted: a passing trouble is retried at half the feed's interval, doubling; one that
+#: needs a person (the feed moved or broke, its host no longer resolves) at twice it, doubling
+TRANSIENT_WEIGHT, PERSISTENT_WEIGHT = 0.5, 2.0
+JITTER = 0.1
+
+
+def feed_backoff(interval: timedelta, failures_before: int, exc: MonitorError) -> timedelta:
+    """How long a feed waits after a failure: weighted exponential backoff, capped at MAX_BACKOFF, with
+    ±10% jitter so that feeds failing together do not retry together; never sooner than the server's
+    Retry-After. A feed is never given up."""
+    transient = (
+        exc.status in TRANSIENT_STATUSES
+        if isinstance(exc, HTTPStatusError)
+        else isinstance(exc, FetchError) and exc.kind in TRANSIENT_KINDS
+    )
+    weight = TRANSIENT_WEIGHT if transient else PERSISTENT_WEIGHT
+    delay = interval * weight * (1 << min(failures_before, 16)) * random.uniform(1 - JITTER, 1 + JITTER)
+    if isinstance(exc, HTTPStatusError) and exc.retry_after:
+        delay = max(delay, timedelta(seconds=exc.retry_after))
+    return min(delay, MAX_BACKOFF)
 
 
 def _new_article(entry: FeedEntry, feed_url: str) -> NewArticle:

@@ -17,8 +17,11 @@ class FeedForPoll:
     #: validators from the previous 200 answer, sent back for a conditional GET
     etag: str | None
     last_modified: str | None
+    #: the current polling interval, and the bounds it adapts within (equal for a fixed interval)
     interval: timedelta
     consecutive_errors: int = 0
+    min_interval: timedelta = timedelta(minutes=5)
+    max_interval: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)

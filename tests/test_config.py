@@ -57,6 +57,12 @@ def test_shipped_feeds_yaml_is_valid():
         ("min_score: 0.3", "min_score: 3", "line 12, subscriptions[0].min_score"),
         ("allow_private: [127.0.0.0/8]", "allow_private: [localhost]", "line 14, network.allow_private"),
         ("    tags: [world]", "    tags: [world]\n    colour: blue", "line 6, feeds[0].colour: unknown key"),
+        ("interval: 15m", "interval: 30s", "line 4, feeds[0].interval: must be between"),
+        (
+            "interval: 15m",
+            "min_interval: 2h\n    max_interval: 1h",
+            "line 2, feeds[0]: min_interval is longer than max_interval",
+        ),
     ],
 )
 def test_a_wrong_line_gets_one_message_naming_key_and_line(tmp_path, old, new, expected):

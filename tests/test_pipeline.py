@@ -1,6 +1,7 @@
 """The stream end to end on real feeds and pages from ../shared/corpus, served on loopback."""
 
 import asyncio
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -8,10 +9,12 @@ import pytest
 
 from monitor.config import FeedConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
+from monitor.errors import FeedParseError, FetchError, HTTPStatusError
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
-from monitor.pipeline import Pipeline
+from monitor.pipeline import Pipeline, feed_backoff, polling_interval
 from monitor.storage.storage import MAX_ARTICLE_ATTEMPTS
+from monitor.types import FeedForPoll
 
 from conftest import LOOPBACK, corpus_path, serve_kremlin
 from conftest import run_pipeline as run
@@ -283,3 +286,80 @@ def test_a_feed_that_is_gone_is_disabled_with_its_reason_and_the_others_go_on(st
     statuses = {f.name: f for f in storage.feed_statuses()}
     assert statuses["gone"].disabled_reason is None  # a new address is polled afresh
     assert "gone" in [f.name for f in storage.feeds_due(clock.now)]
+
+
+@pytest.mark.parametrize(
+    ("error", "low", "high"),
+    [
+        (HTTPStatusError("https://f.example/rss", 503), 0.45, 0.55),  # passing trouble: half the interval
+        (HTTPStatusError("https://f.example/rss", 429), 0.45, 0.55),
+        (FetchError("https://f.example/rss", "timed out", kind="timeout"), 0.45, 0.55),
+        (FetchError("https://f.example/rss", "refused", kind="refused"), 0.45, 0.55),
+        (HTTPStatusError("https://f.example/rss", 404), 1.8, 2.2),  # needs a person: twice the interval
+        (FetchError("https://f.example/rss", "no such host", kind="dns"), 1.8, 2.2),
+        (FeedParseError("https://f.example/rss", "not a feed"), 1.8, 2.2),
+    ],
+)
+def test_feed_backoff_is_weighted_by_the_kind_of_failure(error, low, high):
+    interval = timedelta(minutes=30)
+    for failures_before in range(4):
+        delays = [feed_backoff(interval, failures_before, error) / interval for _ in range(50)]
+        doubling = 2**failures_before
+        assert low * doubling <= min(delays) and max(delays) <= high * doubling
+        assert max(delays) > min(delays)  # jittered, so that feeds failing together spread out
+    assert feed_backoff(interval, 40, error) == timedelta(hours=24)  # capped, never given up
+
+
+def test_feed_backoff_honours_retry_after():
+    busy = HTTPStatusError("https://f.example/rss", 503, retry_after=7200)
+    assert feed_backoff(timedelta(minutes=5), 0, busy) == timedelta(hours=2)
+    assert feed_backoff(timedelta(hours=1), 0, HTTPStatusError("https://f.example/rss", 429, 10)) > timedelta(
+        minutes=25
+    )  # a Retry-After shorter than the backoff does not make it sooner
+    assert feed_backoff(timedelta(minutes=5), 0, HTTPStatusError("u", 503, retry_after=10**9)) == timedelta(
+        hours=24
+    )
+
+
+def test_a_failing_feed_is_retried_later_and_later_but_never_dropped(storage, site):
+    site.put("/feed.xml", "down for maintenance", "text/plain", status=503)
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="busy", url=site.url("/feed.xml"), interval="10m")], clock.now)
+    waits = []
+    for _ in range(6):
+        assert [f.name for f in storage.feeds_due(clock.now)] == ["busy"]
+        run(storage, clock)
+        [status] = storage.feed_statuses()
+        waits.append((status.next_poll_at - clock.now) / timedelta(minutes=10))
+        clock.now = status.next_poll_at
+    assert 0.45 <= waits[0] <= 0.55 and all(1.6 < b / a < 2.5 for a, b in itertools.pairwise(waits))
+    assert status.consecutive_errors == 6 and status.failing_since == Clock().now and status.active
+
+
+def _feed(interval=timedelta(minutes=30), low=timedelta(minutes=5), high=timedelta(hours=24)):
+    return FeedForPoll(1, "f", "https://f.example/rss", None, None, interval, 0, low, high)
+
+
+def test_the_polling_interval_follows_how_often_a_feed_publishes():
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    hourly = [now - timedelta(minutes=10) - timedelta(hours=h) for h in range(12)]
+    assert polling_interval(_feed(), hourly, now) == timedelta(minutes=30)  # half the typical gap
+    gone_quiet = [d - timedelta(days=2) for d in hourly]
+    assert polling_interval(_feed(), gone_quiet, now) == timedelta(hours=12, minutes=2, seconds=30)
+    busy = [now - timedelta(minutes=m) for m in range(20)]
+    assert polling_interval(_feed(), busy, now) == timedelta(minutes=5)  # not below the feed's shortest
+    assert polling_interval(_feed(), [None, None, now], now) == timedelta(minutes=30)  # too little to judge
+    fixed = _feed(timedelta(minutes=15), timedelta(minutes=15), timedelta(minutes=15))
+    assert polling_interval(fixed, busy, now) == timedelta(minutes=15)
+
+
+def test_the_wsj_world_feed_is_polled_about_as_often_as_it_publishes():
+    from monitor.feeds import parse_feed
+
+    root = corpus_path("feeds", "timeseries", "wsj_world")
+    intervals = []
+    for path in sorted(root.glob("*.xml"))[::8]:
+        now = datetime.strptime(path.stem, "%Y-%m-%dT%H%M%SZ").replace(tzinfo=UTC)
+        entries = parse_feed(path.read_bytes(), url="https://feeds.wsj.example/world").entries
+        intervals.append(polling_interval(_feed(), [e.published for e in entries], now))
+    assert all(timedelta(minutes=5) <= i <= timedelta(hours=6) for i in intervals), intervals

@@ -53,7 +53,10 @@ class Feed(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, unique=True)
     url: str = Field(max_length=2048)
+    #: the current polling interval, between the bounds (equal for a fixed interval)
     interval_seconds: int
+    min_interval_seconds: int = 300
+    max_interval_seconds: int = 86400
     tags: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False))
     active: bool = True
     title: str | None = Field(default=None, max_length=500)

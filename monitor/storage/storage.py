@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from monitor.chrome import LineSeen, strip_lines
-from monitor.config import FeedConfig, SubscriptionConfig
+from monitor.config import DEFAULT_POLL_INTERVAL, FeedConfig, SubscriptionConfig
 from monitor.dedup import Candidate, Fingerprint
 from monitor.errors import AlreadyExistsError, NotFoundError, QueryError, StorageError
 from monitor.storage.models import (
@@ -297,13 +297,17 @@ class Storage:
             existing = {f.name: f for f in session.exec(select(Feed)).all()}
             for name, config in wanted.items():
                 row = existing.get(name)
-                interval = int(config.interval.total_seconds())
+                shortest, longest = (int(b.total_seconds()) for b in config.interval_bounds)
                 if row is None:
                     session.add(
                         Feed(
                             name=name,
                             url=config.url,
-                            interval_seconds=interval,
+                            interval_seconds=min(
+                                max(int(DEFAULT_POLL_INTERVAL.total_seconds()), shortest), longest
+                            ),
+                            min_interval_seconds=shortest,
+                            max_interval_seconds=longest,
                             tags=list(config.tags),
                             next_poll_at=now,
                             created_at=now,
@@ -313,7 +317,9 @@ class Storage:
                 if row.url != config.url:  # a new address: polled afresh, even if the old one was gone
                     row.url, row.etag, row.last_modified, row.next_poll_at = config.url, None, None, now
                     row.disabled_reason = None
-                row.interval_seconds, row.tags, row.active = interval, list(config.tags), True
+                row.interval_seconds = min(max(row.interval_seconds, shortest), longest)
+                row.min_interval_seconds, row.max_interval_seconds = shortest, longest
+                row.tags, row.active = list(config.tags), True
                 session.add(row)
             for name, row in existing.items():
                 if name not in wanted and row.active:
@@ -352,14 +358,17 @@ class Storage:
             last_modified=f.last_modified,
             interval=timedelta(seconds=f.interval_seconds),
             consecutive_errors=f.consecutive_errors,
+            min_interval=timedelta(seconds=f.min_interval_seconds),
+            max_interval=timedelta(seconds=f.max_interval_seconds),
         )
 
     def record_not_modified(
-        self, feed_id: int, *, status: int, now: datetime, next_poll_at: datetime
+        self, feed_id: int, *, status: int, now: datetime, next_poll_at: datetime, interval: timedelta
     ) -> None:
-        """A 304: the feed is healthy and unchanged."""
+        """A 304: the feed is healthy and unchanged; ``interval`` is its polling interval from now on."""
         with self._session() as session:
             feed = self._feed(session, feed_id)
+            feed.interval_seconds = int(interval.total_seconds())
             feed.last_polled_at = feed.last_success_at = now
             feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
             feed.failing_since = None
@@ -378,8 +387,10 @@ class Storage:
         articles: Sequence[NewArticle],
         now: datetime,
         next_poll_at: datetime,
+        interval: timedelta | None = None,
     ) -> int:
-        """Store a successful poll: the feed's new state and its new entries, in one transaction.
+        """Store a successful poll: the feed's new state (``interval``: its polling interval from now on)
+        and its new entries, in one transaction.
 
         Entries already seen in this feed are skipped; an article already known through another feed or URL
         is linked, not stored again. Returns how many entries were new to this feed.
@@ -387,6 +398,8 @@ class Storage:
         with self._session() as session:
             feed = self._feed(session, feed_id)
             feed.title, feed.etag, feed.last_modified, feed.final_url = title, etag, last_modified, final_url
+            if interval is not None:
+                feed.interval_seconds = int(interval.total_seconds())
             feed.last_polled_at = feed.last_success_at = now
             feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
             feed.failing_since = None
