@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -92,7 +92,7 @@ class Daemon:
             self.send_due_digests,
             IntervalTrigger(seconds=self.digest_check_seconds),
             id="digests",
-            next_run_time=self.clock(),
+            next_run_time=datetime.now(UTC),  # APScheduler runs on the wall clock
             max_instances=1,
             coalesce=True,
         )
@@ -100,7 +100,7 @@ class Daemon:
             self.tick,
             IntervalTrigger(seconds=self.tick_seconds),
             id="tick",
-            next_run_time=self.clock(),
+            next_run_time=datetime.now(UTC),  # APScheduler runs on the wall clock
             max_instances=1,
             coalesce=True,
         )
