@@ -219,6 +219,7 @@ class Fetcher:
                 url=url,
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
+                max_age=_max_age(response.headers),
             )
         if response.status_code >= 400:
             raise HTTPStatusError(
@@ -237,6 +238,7 @@ class Fetcher:
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
             redirects=tuple(redirects),
+            max_age=_max_age(response.headers),
         )
 
     async def _check(self, url: str, target: str) -> tuple[str, tuple[str, ...]]:
@@ -360,3 +362,20 @@ def _retry_after(value: str | None, server_date: str | None) -> float | None:
         return max(0.0, (until - sent).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def _max_age(headers: httpx.Headers) -> float | None:
+    """How many seconds the answer stays fresh: Cache-Control's s-maxage or max-age, else Expires counted
+    from the response's Date; None when it does not say (or says no-cache / no-store)."""
+    directives = {
+        name.strip().lower(): value.strip().strip('"')
+        for name, _, value in (part.partition("=") for part in headers.get("cache-control", "").split(","))
+    }
+    if "no-cache" in directives or "no-store" in directives:
+        return None
+    for name in ("s-maxage", "max-age"):
+        if directives.get(name, "").isdigit():
+            return float(directives[name])
+    if expires := headers.get("expires"):
+        return _retry_after(expires, headers.get("date"))
+    return None

@@ -125,7 +125,11 @@ class Pipeline:
                 FEED_POLLS.labels("not_modified").inc()
                 interval = _clamp(feed.interval * QUIET_GROWTH, feed)
                 self.storage.record_not_modified(
-                    feed.id, status=304, now=now, next_poll_at=_next_poll(now, interval), interval=interval
+                    feed.id,
+                    status=304,
+                    now=now,
+                    next_poll_at=_next_poll(now, interval, result.max_age),
+                    interval=interval,
                 )
                 log.info("feed not modified", extra={"feed": feed.name, "status": 304})
                 return PollOutcome(feed.name, "not_modified")
@@ -143,7 +147,7 @@ class Pipeline:
             final_url=result.final_url,
             articles=articles,
             now=now,
-            next_poll_at=_next_poll(now, interval),
+            next_poll_at=_next_poll(now, interval, result.max_age),
             interval=interval,
         )
         FEED_POLLS.labels("updated").inc()
@@ -333,9 +337,13 @@ def _clamp(interval: timedelta, feed: FeedForPoll) -> timedelta:
     return min(max(interval, feed.min_interval), feed.max_interval)
 
 
-def _next_poll(now: datetime, interval: timedelta) -> datetime:
-    """The next poll, jittered by ±10% so that feeds added together do not poll in lock-step."""
-    return now + interval * random.uniform(1 - JITTER, 1 + JITTER)
+def _next_poll(now: datetime, interval: timedelta, max_age: float | None = None) -> datetime:
+    """The next poll, jittered by ±10% so that feeds added together do not poll in lock-step, and not
+    before the answer's freshness (Cache-Control max-age) runs out: polling sooner would get the same."""
+    wait = interval * random.uniform(1 - JITTER, 1 + JITTER)
+    if max_age is not None:
+        wait = max(wait, min(timedelta(seconds=max_age), MAX_BACKOFF))
+    return now + wait
 
 
 #: kinds of failure that usually pass by themselves (a busy, restarting or slow server): retried sooner

@@ -38,6 +38,8 @@ class Fetched:
     last_modified: str | None = None
     #: every URL the request was redirected through, in order
     redirects: tuple[str, ...] = ()
+    #: seconds the answer stays fresh (Cache-Control max-age, Expires), when the server says
+    max_age: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class NotModified:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    max_age: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

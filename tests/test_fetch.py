@@ -498,3 +498,23 @@ def test_retry_after_in_seconds_or_as_a_date_of_the_server_clock():
     assert _retry_after("Mon, 23 Nov 2026 07:01:00 GMT", "Mon, 23 Nov 2026 07:00:00 GMT") == 60.0
     assert _retry_after("Mon, 23 Nov 2026 06:00:00 GMT", "Mon, 23 Nov 2026 07:00:00 GMT") == 0.0
     assert _retry_after("soon", None) is None and _retry_after(None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Cache-Control": "public, max-age=900"}, 900.0),
+        ({"Cache-Control": "max-age=60, s-maxage=600"}, 600.0),
+        ({"Cache-Control": "no-cache, max-age=900"}, None),
+        ({"Expires": formatdate(time.time() + 3600, usegmt=True)}, 3600.0),  # against the server's Date
+        ({}, None),
+    ],
+)
+def test_how_long_an_answer_stays_fresh(server, headers, seconds):
+    url = server.route("/feed.xml", reply(200, b"<rss version='2.0'><channel/></rss>", headers))
+
+    async def fetch():
+        async with Fetcher(LOOPBACK) as fetcher:
+            return await fetcher.fetch_feed(url)
+
+    assert asyncio.run(fetch()).max_age == (None if seconds is None else pytest.approx(seconds, abs=2))

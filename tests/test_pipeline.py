@@ -363,3 +363,16 @@ def test_the_wsj_world_feed_is_polled_about_as_often_as_it_publishes():
         entries = parse_feed(path.read_bytes(), url="https://feeds.wsj.example/world").entries
         intervals.append(polling_interval(_feed(), [e.published for e in entries], now))
     assert all(timedelta(minutes=5) <= i <= timedelta(hours=6) for i in intervals), intervals
+
+
+def test_a_feed_is_not_polled_again_while_its_answer_is_fresh(storage):
+    from test_fetch import Server, reply
+
+    feed = (SITE / "eastwire" / "feed.xml").read_bytes()
+    clock = Clock()
+    with Server() as server:
+        url = server.route("/feed.xml", reply(200, feed, {"Cache-Control": "max-age=7200"}))
+        storage.sync_feeds([FeedConfig(name="cached", url=url, interval="10m")], clock.now)
+        run(storage, clock)
+    [status] = storage.feed_statuses()
+    assert status.next_poll_at - clock.now == timedelta(hours=2)  # not after 10 minutes: it would be the same
