@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
@@ -35,7 +36,7 @@ from monitor.config import (
 )
 from monitor.digest import deliver_digest, owed_hit_ids, prepare_digest, render_html
 from monitor.errors import ConfigError, MonitorError, NotFoundError
-from monitor.extract import extract_page
+from monitor.extract import extract_page, extraction_pool
 from monitor.fetch import Fetcher
 from monitor.http import parse_address
 from monitor.pipeline import Pipeline, RunReport, utc_now
@@ -195,13 +196,13 @@ def run(
     address = parse_address(http) if http else None
     _sync(config, storage)
 
-    async def main() -> None:
+    async def main(extractor: Executor) -> None:
         async with Fetcher(config.network) as fetcher:
-            await Daemon(
-                Pipeline(storage, fetcher), storage, config, state.settings, tick_seconds=tick, http=address
-            ).run()
+            pipeline = Pipeline(storage, fetcher, extractor=extractor)
+            await Daemon(pipeline, storage, config, state.settings, tick_seconds=tick, http=address).run()
 
-    asyncio.run(main())
+    with extraction_pool() as pool:
+        asyncio.run(main(pool))
 
 
 @app.command()
@@ -293,12 +294,13 @@ def poll(
     if feed is not None and config.feed(feed) is None:
         raise NotFoundError("feed", feed)
 
-    async def main() -> RunReport:
+    async def main(extractor: Executor) -> RunReport:
         async with Fetcher(config.network) as fetcher:
-            return await Pipeline(storage, fetcher).run_once(feed=feed, all_feeds=True, progress=progress)
+            pipeline = Pipeline(storage, fetcher, extractor=extractor)
+            return await pipeline.run_once(feed=feed, all_feeds=True, progress=progress)
 
-    with progress_bar() as progress:
-        report = asyncio.run(main())
+    with progress_bar() as progress, extraction_pool() as pool:
+        report = asyncio.run(main(pool))
     _print_report(report)
     if report.failed_feeds and len(report.failed_feeds) == len(report.polls):
         raise typer.Exit(1)

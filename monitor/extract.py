@@ -7,8 +7,11 @@ non-HTML), after which the pipeline falls back to ``from_feed_entry``, the feed'
 from __future__ import annotations
 
 import logging
+import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
 
 import trafilatura
 from trafilatura.settings import Document as TrafilaturaDocument
@@ -114,3 +117,10 @@ def _date(value: str | None) -> datetime | None:
 
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+def extraction_pool(workers: int | None = None) -> ProcessPoolExecutor:
+    """Processes to extract pages in, one per core by default: trafilatura is pure-Python CPU work that
+    threads cannot spread over cores. A page's bytes go in, a small ExtractedArticle comes out. Spawned,
+    not forked, so no worker inherits the daemon's threads, sockets or database connections."""
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=get_context("spawn"))

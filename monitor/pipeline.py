@@ -12,11 +12,13 @@ anywhere is recovered by running again: discovered articles are picked up where 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import random
 import statistics
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -88,8 +90,12 @@ class RunReport:
 class Pipeline:
     """Runs the stream over the feeds that are due, then over every article waiting to be processed."""
 
-    def __init__(self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now) -> None:
-        self.storage, self.fetcher, self.clock = storage, fetcher, clock
+    def __init__(
+        self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now, extractor: Executor | None = None
+    ) -> None:
+        """``extractor``: where pages are extracted (see monitor.extract.extraction_pool); by default a
+        thread, which is enough for a handful of articles but uses one core."""
+        self.storage, self.fetcher, self.clock, self.extractor = storage, fetcher, clock, extractor
         self._matcher: TopicMatcher | None = None
         self._stopping = False
 
@@ -215,7 +221,9 @@ class Pipeline:
             log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
             return from_feed_entry(item.entry), str(exc)
         with STAGE_SECONDS.labels("extract").time():
-            extracted = await asyncio.to_thread(extract_page, page.content, url=page.final_url)
+            extracted = await asyncio.get_running_loop().run_in_executor(
+                self.extractor, functools.partial(extract_page, page.content, url=page.final_url)
+            )
         if extracted is None:
             return from_feed_entry(item.entry), "page has no usable article body"
         return extracted, None

@@ -10,9 +10,11 @@ import pytest
 from monitor.config import FeedConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
 from monitor.errors import FeedParseError, FetchError, HTTPStatusError
+from monitor.extract import extraction_pool
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline, feed_backoff, polling_interval
+from monitor.storage import Storage, make_engine, upgrade
 from monitor.storage.storage import MAX_ARTICLE_ATTEMPTS
 from monitor.types import FeedForPoll
 
@@ -376,3 +378,26 @@ def test_a_feed_is_not_polled_again_while_its_answer_is_fresh(storage):
         run(storage, clock)
     [status] = storage.feed_statuses()
     assert status.next_poll_at - clock.now == timedelta(hours=2)  # not after 10 minutes: it would be the same
+
+
+def test_pages_extracted_in_a_process_pool_give_the_same_articles(storage, site, tmp_path):
+    """`monitor run` and `monitor poll` extract in processes (one per core); a thread is the default."""
+    serve_kremlin(site)
+    clock = Clock()
+    pooled = Storage(make_engine(f"sqlite:///{tmp_path / 'pooled.db'}"))
+    upgrade(pooled.engine)
+    for db in (storage, pooled):
+        db.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], clock.now)
+    run(storage, clock)
+
+    async def run_in_processes():
+        with extraction_pool(2) as pool:
+            async with Fetcher(LOOPBACK) as fetcher:
+                return await Pipeline(pooled, fetcher, clock=clock, extractor=pool).run_once()
+
+    assert asyncio.run(run_in_processes()).articles == 22
+
+    def texts(db):
+        return {a.url: (a.title, a.text) for a in db.archived_by_id(list(range(1, 100)))}
+
+    assert len(texts(pooled)) == 22 and texts(pooled) == texts(storage)
