@@ -501,6 +501,13 @@ class Storage:
             ]
 
     @staticmethod
+    def _article(session: Session, article_id: int) -> Article:
+        article = session.get(Article, article_id)
+        if article is None:
+            raise NotFoundError("article", str(article_id))
+        return article
+
+    @staticmethod
     def _feed(session: Session, feed_id: int) -> Feed:
         feed = session.get(Feed, feed_id)
         if feed is None:
@@ -568,9 +575,7 @@ class Storage:
         """Checkpoint an article's extraction (the costly stage), so a crash or a failure further on
         resumes at matching instead of fetching and extracting again."""
         with self._session() as session:
-            article = session.get(Article, article_id)
-            if article is None:
-                raise NotFoundError("article", str(article_id))
+            article = self._article(session, article_id)
             if article.state == MATCHED:
                 return
             self._set_content(article, extracted)
@@ -602,9 +607,7 @@ class Storage:
         transaction (idempotent). ``story_id`` is the story it is a copy of (None: a new story); ``lines``
         are the keyed lines of its text as extracted, counted for its site's chrome."""
         with self._session() as session:
-            article = session.get(Article, article_id)
-            if article is None:
-                raise NotFoundError("article", str(article_id))
+            article = self._article(session, article_id)
             first_time = article.state != MATCHED
             self._set_content(article, extracted)
             article.state, article.last_error, article.processed_at = MATCHED, fetch_error, now
@@ -804,9 +807,7 @@ class Storage:
         """An article that could not be processed: failed, with why, retried at ``retry_at`` unless it has
         now failed MAX_ARTICLE_ATTEMPTS times. Its stored extraction, if any, is kept for the retry."""
         with self._session() as session:
-            article = session.get(Article, article_id)
-            if article is None:
-                raise NotFoundError("article", str(article_id))
+            article = self._article(session, article_id)
             article.attempts += 1
             article.state, article.last_error, article.next_attempt_at = FAILED, error, retry_at
             session.add(article)
