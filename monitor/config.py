@@ -218,6 +218,8 @@ class NetworkConfig(_Strict):
     user_agent: str = DEFAULT_USER_AGENT
     concurrency: int = Field(default=10, ge=1)
     per_host_concurrency: int = Field(default=2, ge=1)
+    #: seconds between the starts of two requests to one host: a site is never hammered
+    per_host_spacing: float = Field(default=0.25, ge=0)
 
     @field_validator("allow_private", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -170,6 +171,8 @@ class Fetcher:
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(config.per_host_concurrency)
         )
+        #: when each host may next be asked (monotonic seconds)
+        self._next_slot: dict[str, float] = {}
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -197,23 +200,37 @@ class Fetcher:
 
     async def _get(self, url: str, headers: dict[str, str], wanted: str) -> Fetched | NotModified:
         host = urlsplit(url).hostname or ""
-        async with self._global, self._per_host[host]:
-            redirects: list[str] = []
-            current = url
-            while True:
-                pinned = await self._check(url, current)
-                response, body = await self._request(url, current, pinned, headers, wanted)
-                if response.status_code in _REDIRECTS and "location" in response.headers:
-                    if len(redirects) >= self.config.max_redirects:
-                        raise FetchError(
-                            url, f"more than {self.config.max_redirects} redirects", kind="redirect_loop"
-                        )
-                    current = urljoin(current, response.headers["location"])
-                    if urlsplit(current).scheme not in ("http", "https"):
-                        raise FetchError(url, f"redirect to a non-HTTP URL {current!r}", kind="redirect")
-                    redirects.append(current)
-                    continue
-                break
+        async with self._per_host[host]:
+            await self._space(host)
+            async with self._global:
+                return await self._follow(url, headers, wanted)
+
+    async def _space(self, host: str) -> None:
+        """Wait for the host's next slot, so requests to it start at least per_host_spacing apart."""
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(host, now))
+        self._next_slot[host] = slot + self.config.per_host_spacing
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _follow(self, url: str, headers: dict[str, str], wanted: str) -> Fetched | NotModified:
+        """GET ``url``, following and checking redirects by hand."""
+        redirects: list[str] = []
+        current = url
+        while True:
+            pinned = await self._check(url, current)
+            response, body = await self._request(url, current, pinned, headers, wanted)
+            if response.status_code in _REDIRECTS and "location" in response.headers:
+                if len(redirects) >= self.config.max_redirects:
+                    raise FetchError(
+                        url, f"more than {self.config.max_redirects} redirects", kind="redirect_loop"
+                    )
+                current = urljoin(current, response.headers["location"])
+                if urlsplit(current).scheme not in ("http", "https"):
+                    raise FetchError(url, f"redirect to a non-HTTP URL {current!r}", kind="redirect")
+                redirects.append(current)
+                continue
+            break
         if response.status_code == 304:
             return NotModified(
                 url=url,

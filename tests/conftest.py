@@ -184,8 +184,8 @@ def serve_kremlin(site: LoopbackSite) -> dict[str, Any]:
     return truth
 
 
-#: the fetcher's network settings for tests: loopback addresses allowed
-LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")])
+#: the fetcher's network settings for tests: loopback addresses allowed, no spacing between requests
+LOOPBACK = NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")], per_host_spacing=0)
 
 
 def run_pipeline(storage: Storage, clock: Callable[[], datetime], **kwargs: Any) -> RunReport:

@@ -595,7 +595,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
             f"feeds:\n  - name: wsj-world\n    url: {server.base}{FEED_PATH}\n    interval: 30m\n"
             f"subscriptions:\n  - name: {SUBSCRIPTION.name}\n    recipients: [{SUBSCRIPTION.recipients[0]}]\n"
             f'    topics: [{TOPIC}]\n    time: "07:00"\n    timezone: {SUBSCRIPTION.timezone}\n'
-            "network:\n  allow_private: [127.0.0.0/8]\n  timeout: 10\n",
+            "network:\n  allow_private: [127.0.0.0/8]\n  timeout: 10\n  per_host_spacing: 0\n",
             encoding="utf-8",
         )
         engine = make_engine(db_url)

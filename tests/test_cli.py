@@ -28,6 +28,7 @@ subscriptions:
     timezone: Europe/Berlin
 network:
   allow_private: [127.0.0.0/8]
+  per_host_spacing: 0
 """
 
 

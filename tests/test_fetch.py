@@ -22,6 +22,7 @@ import pytest
 from monitor.config import NetworkConfig
 from monitor.errors import AddressNotAllowedError, FetchError, HTTPStatusError, ResponseTooLargeError
 from monitor.fetch import AddressPolicy, Fetcher
+from monitor.loopback import LoopbackSite
 from monitor.types import Fetched, NotModified
 
 from conftest import LOOPBACK
@@ -506,11 +507,13 @@ def test_retry_after_in_seconds_or_as_a_date_of_the_server_clock():
         ({"Cache-Control": "public, max-age=900"}, 900.0),
         ({"Cache-Control": "max-age=60, s-maxage=600"}, 600.0),
         ({"Cache-Control": "no-cache, max-age=900"}, None),
-        ({"Expires": formatdate(time.time() + 3600, usegmt=True)}, 3600.0),  # against the server's Date
+        ({"Expires": "in an hour"}, 3600.0),  # counted from the server's own Date
         ({}, None),
     ],
 )
 def test_how_long_an_answer_stays_fresh(server, headers, seconds):
+    if headers.get("Expires") == "in an hour":
+        headers = {"Expires": formatdate(time.time() + 3600, usegmt=True)}
     url = server.route("/feed.xml", reply(200, b"<rss version='2.0'><channel/></rss>", headers))
 
     async def fetch():
@@ -518,3 +521,22 @@ def test_how_long_an_answer_stays_fresh(server, headers, seconds):
             return await fetcher.fetch_feed(url)
 
     assert asyncio.run(fetch()).max_age == (None if seconds is None else pytest.approx(seconds, abs=2))
+
+
+def test_requests_to_one_host_are_spaced_and_other_hosts_do_not_wait(site):
+    pages = [site.put(f"/p{i}.html", "<html><body>x</body></html>", "text/html") for i in range(5)]
+    spaced = LOOPBACK.model_copy(update={"per_host_spacing": 0.2, "per_host_concurrency": 5})
+
+    async def fetch_all(other):
+        async with Fetcher(spaced) as fetcher:
+            started = time.monotonic()
+            await asyncio.gather(*(fetcher.fetch_page(p) for p in pages))
+            one_host = time.monotonic() - started
+            started = time.monotonic()
+            await fetcher.fetch_page(other)
+            return one_host, time.monotonic() - started
+
+    with LoopbackSite("127.0.0.2") as second:
+        one_host, other_host = asyncio.run(fetch_all(second.put("/p.html", "<html>y</html>", "text/html")))
+    assert one_host >= 0.8  # five requests to one host start 0.2 s apart
+    assert other_host < 0.2  # another host has its own slots

@@ -87,7 +87,7 @@ def test_a_digest_missed_while_down_is_sent_at_start(storage, site, smtp):
     config = MonitorConfig(
         feeds=[FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml"))],
         subscriptions=[sub],
-        network=NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")]),
+        network=NetworkConfig(allow_private=[ipaddress.ip_network("127.0.0.0/8")], per_host_spacing=0),
     )
     storage.sync_feeds(config.feeds, now - timedelta(days=2))
     storage.sync_subscriptions(config.subscriptions, now - timedelta(days=2))
@@ -116,7 +116,7 @@ def test_monitor_run_polls_and_stops_on_sigterm(db_url, site, tmp_path):
     config = tmp_path / "feeds.yaml"
     config.write_text(
         f"feeds:\n  - name: harbourpost\n    url: {site.url('/harbourpost/atom.xml')}\n"
-        "network:\n  allow_private: [127.0.0.0/8]\n"
+        "network:\n  allow_private: [127.0.0.0/8]\n  per_host_spacing: 0\n"
     )
     storage = Storage(make_engine(db_url))
     storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, datetime.now(UTC))
@@ -182,7 +182,7 @@ def test_the_cli_writes_while_the_daemon_writes(db_url, site, tmp_path):
     config.write_text(
         f"feeds:\n  - name: kremlin\n    url: {site.url('/kremlin.atom')}\n"
         f"  - name: selection\n    url: {site.url('/selection.rss')}\n"
-        "network:\n  allow_private: [127.0.0.0/8]\n"
+        "network:\n  allow_private: [127.0.0.0/8]\n  per_host_spacing: 0\n"
     )
     storage = Storage(make_engine(db_url))
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_CONFIG": str(config)}
