@@ -1,9 +1,11 @@
 """The command line, run as a user runs it, on temporary databases and a loopback site."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from typer.main import get_command
@@ -42,6 +44,13 @@ def cli(db_url, site, tmp_path, monkeypatch):
     runner = CliRunner()
 
     def invoke(*args: str, env: dict[str, str] | None = None):
+        # the CLI points logging at the stream CliRunner captures, then closes: put the handlers back, or
+        # servers on other threads (aiosmtpd) log into the closed stream later
+        root = logging.getLogger()
+        with patch.object(root, "handlers", root.handlers[:]), patch.object(root, "level", root.level):
+            return _invoke(*args, env=env)
+
+    def _invoke(*args: str, env: dict[str, str] | None = None):
         return runner.invoke(
             app,
             list(args),
