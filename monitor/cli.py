@@ -1176,11 +1176,13 @@ def _print_report(report: RunReport) -> None:
 
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A Rich progress display on a terminal (silent otherwise), updated as (stage, done, total)."""
+    """A Rich progress display on a terminal (silent otherwise) with the rate and the time left, updated
+    as (stage, done, total): `monitor poll` over a large feed list, backtests, the demo."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         console=errors,
         transient=True,
@@ -1190,8 +1192,10 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = progress.add_task(stage, total=total, rate="")
+            speed = progress.tasks[tasks[stage]].speed
+            rate = f"{speed:.1f}/s" if speed else ""
+            progress.update(tasks[stage], completed=done, total=total, rate=rate)
 
         yield update
 
