@@ -227,12 +227,12 @@ def import_opml(path: Path, opml: bytes, *, source: str) -> OpmlImport:
     return result
 
 
-def export_opml(config: MonitorConfig, *, now: datetime | None = None) -> bytes:
+def export_opml(config: MonitorConfig) -> bytes:
     """The feeds as an OPML 2.0 subscription list, grouped in folders by their first tag."""
     root = lxml.etree.Element("opml", version="2.0")
     head = lxml.etree.SubElement(root, "head")
     lxml.etree.SubElement(head, "title").text = "monitor feeds"
-    lxml.etree.SubElement(head, "dateCreated").text = format_datetime(now or datetime.now(UTC), usegmt=True)
+    lxml.etree.SubElement(head, "dateCreated").text = format_datetime(datetime.now(UTC), usegmt=True)
     body = lxml.etree.SubElement(root, "body")
     folders: dict[str, Any] = {}
     for feed in config.feeds:
