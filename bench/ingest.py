@@ -77,6 +77,8 @@ TOPICS = 100
 #: as ``monitor topic add`` sets by default
 MIN_SCORE = 0.3
 TARGET_RATIO = 0.8
+#: cores other processes may keep busy in a phase before the run is said to be disturbed
+QUIET_CORES = 0.2
 STAGES = ("poll", "fetch", "extract", "dedup", "match", "store")
 _TICKS = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
@@ -441,6 +443,15 @@ def main() -> None:
         f"{floors[0].extracted:,} gave an article)"
     )
     print(f"ratio:    {ratio:.2f} (target at least {TARGET_RATIO})")
+    busy = [run.others, *(f.others for f in floors)]
+    quiet = max(busy) <= QUIET_CORES
+    if not quiet:
+        print(
+            "WARNING: other processes kept "
+            + ", ".join(f"{b:.2f}" for b in (busy[1], busy[0], busy[2]))
+            + " cores busy during the floor before, the pipeline and the floor after: the ratio compares "
+            "unequal conditions (the ratio the CPU cost allows, below, does not depend on them)"
+        )
     if report.articles != articles or set(states) != {"matched"}:
         print(
             f"WARNING: {articles:,} articles served, {report.articles:,} processed, states {states} "
@@ -498,6 +509,7 @@ def main() -> None:
         "floor_articles_per_s_before_after": [round(r, 1) for r in floor_rates],
         "ratio": round(ratio, 3),
         "target_at_least_0_8_of_floor": ratio >= TARGET_RATIO,
+        "machine_quiet": quiet,
         "peak_rss_mb_main": _mb(run.peak_main),
         "peak_rss_mb_workers": [_mb(p) for p in run.peak_workers],
         "peak_rss_mb_tree": _mb(run.peak_tree),

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
+import math
 import random
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import monitor.topics
+import monitor.topics.index
 from monitor.errors import QueryError
 from monitor.topics import (
     Alias,
@@ -35,8 +39,8 @@ from monitor.topics import (
     parse_query,
     prepare,
 )
-from monitor.topics.index import requirements
-from monitor.topics.match import trigger
+from monitor.topics.index import _TokenSearch, requirements
+from monitor.topics.match import FALSE, PreparedDocument, _Presearch, final_score, final_scores, trigger
 from monitor.topics.text import sentence_breaks, token_texts, tokenize
 
 #: the demo/test "Xi–Putin" topic, and the score a page must reach to count as about a Xi–Putin meeting
@@ -426,6 +430,41 @@ def test_sentence_splits_on_stops_and_lines_but_not_abbreviations():
     ]
 
 
+def _sentences_of_the_whole_text(text: str) -> list[int]:
+    """The first token of each sentence, then one past the last token: from the breaks of the whole text."""
+    breaks = sentence_breaks(text)
+    pieces = [text[a:b] for a, b in zip([0, *breaks], [*breaks, len(text)], strict=True)]
+    starts = [0]
+    for piece in pieces[:-1]:
+        count = starts[-1] + len(token_texts(piece))
+        if count > starts[-1]:
+            starts.append(count)
+    return [*dict.fromkeys(starts), len(token_texts(text)) + 1]
+
+
+def _same_sentences_line_by_line(text: str) -> None:
+    bounds = _sentences_of_the_whole_text(text)
+    sentences = prepare(Document(title="", text=text)).sentences(1)
+    for position in range(bounds[-1] - 1):
+        i = bisect.bisect_right(bounds, position) - 1
+        assert sentences.around(position) == (bounds[i], bounds[i + 1]), position
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Mr", "U", ".", " ", "!", "?", "…", "ab", "B", "\n", "\r\n", "。", "'", "é", "Ж"])
+    ).map("".join)
+)
+def test_sentences_found_line_by_line_are_those_of_the_whole_text(text):
+    _same_sentences_line_by_line(text)
+
+
+def test_sentences_found_line_by_line_on_the_corpus():
+    for item in _corpus_items("articles.jsonl")[::7]:
+        _same_sentences_line_by_line(item["text"])
+
+
 # --- SENTENCE ---------------------------------------------------------------------------------------------
 
 
@@ -699,7 +738,9 @@ def test_triggers_and_requirements():
     ]
 
 
-def test_topic_index_add_remove_and_order():
+@pytest.mark.parametrize("arrays_from", [0, 10**9])
+def test_topic_index_add_remove_and_order(monkeypatch, arrays_from):
+    monkeypatch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
     index: TopicIndex[str] = TopicIndex()
     for key, query in [
         ("xi-putin", "@xi AND putin*"),
@@ -708,6 +749,16 @@ def test_topic_index_add_remove_and_order():
         ("gas2", "gas"),
     ]:
         index.add(key, compile_query(query, ALIASES))
+    numbered: TopicIndex[int] = TopicIndex()  # integer keys, the same topics one more time each
+    for key, query in enumerate(["gas", "title:putin", "gas", "putin* AND talks", "gas"]):
+        numbered.add(key, compile_query(query))
+    assert [k for k, _ in numbered.match(prepare(Document(title="Putin", text="Gas talks")))] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     doc = prepare(Document(title="Putin meets Xi", text="Talks on gas in Moscow."))
     assert [k for k, _ in index.match(doc)] == ["xi-putin", "gas", "title", "gas2"]
     assert index.candidates(doc) == {"xi-putin", "gas", "title", "gas2"}
@@ -726,7 +777,9 @@ def test_topic_index_add_remove_and_order():
     assert len(index) == 0 and index.candidates(doc) == set() and index.match(doc) == []
 
 
-def test_topic_index_after_topics_come_and_go():
+@pytest.mark.parametrize("arrays_from", [0, 10**9])
+def test_topic_index_after_topics_come_and_go(monkeypatch, arrays_from):
+    monkeypatch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
     # the query first indexed for "a1" outlives it through "a2", added after "b1": its first topic is now
     # younger than "b1"'s, and the index must still find each query through its own triggers
     index: TopicIndex[str] = TopicIndex()
@@ -799,6 +852,8 @@ def _generated_queries(texts: list[str], count: int, seed: int) -> list[str]:
 def _same_as_evaluating_every_query(
     queries: list[str], docs: list[Document], aliases: dict[str, str]
 ) -> None:
+    """The index gives what evaluating every query gives, whether it scores its candidates one by one or
+    (those it can) as arrays, and whatever it makes lists of at once."""
     compiled = [compile_query(q, aliases) for q in queries]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(compiled):
@@ -806,11 +861,15 @@ def _same_as_evaluating_every_query(
     for doc in docs:
         alone = prepare(doc)  # evaluated without the presearch's positions
         expected = [(i, m) for i, q in enumerate(compiled) if (m := evaluate(q, alone)) is not None]
-        prepared = prepare(doc)
-        found = index.match(prepared)
-        assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [
-            (i, m.score, m.matched, m.explanation, m.snippet) for i, m in expected
-        ], doc.title
+        for arrays_from, listed in ((0, 4096), (10**9, 0), (10**9, 4096)):
+            prepared = prepare(doc)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
+                patch.setattr(_Presearch, "LISTED", listed)
+                found = index.match(prepared)
+            assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [
+                (i, m.score, m.matched, m.explanation, m.snippet) for i, m in expected
+            ], (doc.title, arrays_from)
         assert {i for i, _ in expected} <= index.candidates(prepared)
 
 
@@ -820,6 +879,132 @@ def test_topic_index_gives_exactly_what_evaluating_every_query_gives_on_the_corp
     queries = _generated_queries([d.text for d in docs], 400, seed=11)
     aliases = {"group": f"{_generated_queries([d.text for d in docs], 1, seed=12)[0]} OR putin*"}
     _same_as_evaluating_every_query(queries, docs, aliases)
+
+
+def test_term_values_are_bit_for_bit_those_worked_out_term_by_term():
+    # every located term of many topics, on real texts (long transcripts too: deep and repeated mentions),
+    # scored as arrays from the presearch and one by one from the tokens, without rounding
+    items = _corpus_items("articles.jsonl")[::5]
+    docs = [Document(title=i["title"] or "", text=i["text"]) for i in items]
+    index: TopicIndex[int] = TopicIndex()
+    for i, query in enumerate(_generated_queries([d.text for d in docs], 1500, seed=3)):
+        index.add(i, compile_query(query, {"group": "putin* OR kremlin"}))
+    index.prepare_search()
+    plan = index._plan
+    assert plan is not None and len(plan.nodes) > 1000
+    for doc in docs:
+        prepared, alone = prepare(doc), prepare(doc)
+        index.match(prepared)
+        values = prepared.term_values(plan.slot_trigger[2:], plan.slot_title[2:]).tolist()
+        expected = [
+            alone.evidence(n.term, n.fields) if any(alone.find(n.term, f) for f in n.fields) else FALSE
+            for n in plan.nodes
+        ]
+        assert values == expected, doc.title
+
+
+def test_term_values_order_mentions_heaviest_first_whatever_their_place(monkeypatch):
+    # weights fade along the body, so mentions come heaviest first in their order of appearance; with a fading
+    # that goes up and down, they are sorted as evaluating the term sorts them
+    real_exp = math.exp
+    monkeypatch.setattr(math, "exp", lambda x: (1.0 + math.sin(37.0 * x)) / 2.0 if x else real_exp(x))
+    lead = "Words here and there. " * 500  # the mentions counted (the first 16) are all past the lead
+    text = lead + " ".join(f"Putin spoke. {'Words here and there. ' * (i % 7)}" for i in range(40))
+    doc = Document(title="Putin", text=text)
+    index: TopicIndex[int] = TopicIndex()
+    index.add(0, compile_query("putin AND spoke"))
+    index.add(1, compile_query("title:putin"))
+    index.prepare_search()
+    plan = index._plan
+    assert plan is not None
+    prepared, alone = prepare(doc), prepare(doc)
+    index.match(prepared)
+    values = prepared.term_values(plan.slot_trigger[2:], plan.slot_title[2:]).tolist()
+    assert values == [alone.evidence(n.term, n.fields) for n in plan.nodes]
+
+
+def test_final_scores_round_as_final_score():
+    rng = random.Random(4)
+    values = [rng.random() for _ in range(5000)] + [0.0, 1.0, 1.5, -0.5, 2**-60, 1 - 2**-53]
+    values += [k / 1000 + 0.0005 + d for k in range(1000) for d in (-1e-12, 0.0, 1e-12)]
+    assert final_scores(np.array(values)).tolist() == [final_score(v) for v in values]
+
+
+def _stream_occurrences(doc: PreparedDocument, patterns: dict[str, int]) -> set[tuple[int, int]]:
+    """(trigger id, token position) wherever a pattern occurs in the document's stream: the presearch's
+    definition of a trigger being there, worked out by brute force."""
+    title, body = doc.tokens
+    starts: dict[int, int] = {}  # offset of the space before a token -> its position, title first
+    offset = 0
+    for position, token in enumerate([*title, None, *body]):
+        if token is None:  # the line break between the fields, a space on both sides
+            offset += 2 if title else 3
+            continue
+        starts[offset] = position - (position > len(title))
+        offset += len(token) + 1
+    found = set()
+    for pattern, trigger_id in patterns.items():
+        at = doc.stream.find(pattern)
+        while at >= 0:
+            found.add((trigger_id, starts[at]))
+            at = doc.stream.find(pattern, at + 1)
+    return found
+
+
+def test_token_search_finds_every_trigger_where_the_stream_has_it():
+    items = _corpus_items("articles.jsonl")[::25] + _corpus_items("feed_items.jsonl")[::40]
+    texts = [i["text"] for i in items]
+    queries = [
+        *_generated_queries(texts, 600, seed=5),
+        '"vladimir putin" putin* "vladimir put*" "vladimir vladimirovich putin" "president of russia"',
+        '"vladimir vladimirovich put*" "put* vladimir" xi jinp* 习近平 "习 近" ﷺ "صلى الله" russian*',
+        '"russian federation" russ* russia "the russian" rus*',
+    ]
+    index: TopicIndex[int] = TopicIndex()
+    for i, query in enumerate(queries):
+        index.add(i, compile_query(query, {"group": "kremlin"}))
+    index.prepare_search()
+    search = index._search_
+    assert search is not None
+    docs = [prepare(Document(title=i["title"] or "", text=i["text"])) for i in items] + [
+        prepare(
+            Document(title="", text="Vladimir Putin met 习近平. Vladimir Vladimirovich Putina, the Russian")
+        ),
+        prepare(Document(title="Putin", text="")),
+        prepare(Document(title="صلى الله عليه وسلم ﷺ", text="Putin ﷺ Vladimir")),
+    ]
+    for doc in docs:
+        pieces, aligned = doc.search_tokens()
+        found = search.find(pieces)
+        expected = _stream_occurrences(doc, index._searched) if aligned else set()
+        if not aligned:  # positions of pieces, not tokens: only which triggers are there is compared
+            present = {t for p, t in index._searched.items() if p in doc.stream}
+            assert found is not None and set(found[0].tolist()) == present
+            continue
+        got: set[tuple[int, int]] = set()
+        if found is not None:
+            present, firsts, positions = found
+            titles = len(doc.tokens[0])
+            for i, trigger_id in enumerate(present.tolist()):
+                got |= {(trigger_id, p - (p > titles)) for p in positions[firsts[i] : firsts[i + 1]].tolist()}
+        assert got == expected, doc.document.title
+
+
+def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():
+    # few words of their own, so the codes of the tokens the prefixes match outgrow the first arrays; "co*"
+    # and "con*" both match "control" (one prefix found by the arrays, the other one by one)
+    items = _corpus_items("articles.jsonl")[::40]
+    docs = [Document(title=i["title"] or "", text=i["text"]) for i in items]
+    queries = ["co* AND pr*", "th*", "re* -con*", "con* NEAR/3 co*", '"the pr*"', "SENTENCE(wi*, co*)"]
+    _same_as_evaluating_every_query(queries, docs, {})
+
+
+def test_token_search_forgets_tokens_beyond_its_memory(monkeypatch):
+    monkeypatch.setattr(_TokenSearch, "MEMORY", 3)
+    items = _corpus_items("articles.jsonl")[::60]
+    docs = [Document(title=i["title"] or "", text=i["text"]) for i in items]
+    queries = [*_generated_queries([d.text for d in docs], 300, seed=6), "russ* OR vladim*", "kreml*"]
+    _same_as_evaluating_every_query(queries, docs, {"group": "putin*"})
 
 
 @settings(max_examples=60, deadline=None)

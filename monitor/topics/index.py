@@ -1,9 +1,10 @@
-"""The presearcher: of many topics, the few that can match a document, found in one pass over its text.
+"""The presearcher: of many topics, the few that can match a document, found in one pass over its tokens.
 
 As in Lucene's Monitor, each query is reduced to *triggers*: strings at least one of which must occur in a
 document's token stream (:attr:`PreparedDocument.stream`, tokens with a space on both sides) for the query
-to be true: ``" xi jinping "`` for a phrase, ``" putin"`` for the prefix ``putin*``. One Aho–Corasick
-automaton over every topic's triggers finds the ones present; only the topics they point to are evaluated.
+to be true: ``" xi jinping "`` for a phrase, ``" putin"`` for the prefix ``putin*``. Every topic's
+triggers are looked up at once, token by token (:class:`_TokenSearch`: one dictionary lookup a token, then
+array operations); only the topics they point to are evaluated.
 
 A query's *requirements* are sets of triggers, one of each set to be present:
 
@@ -16,37 +17,45 @@ A query's *requirements* are sets of triggers, one of each set to be present:
 A topic is found through a trigger of its *anchor*, the requirement whose triggers look rarest, together
 with a trigger of the next rarest, and is a candidate when each further requirement has a trigger present
 too. A query requiring nothing (none compiles: every query has a positive term) would be a candidate for every
-document. The (anchor, second) pairs are kept as arrays (:class:`_Leads`), so that a document's candidates
+document. The (anchor, second) pairs are kept as arrays (:class:`_Plan`), so that a document's candidates
 come from a few array operations over its present triggers rather than a Python loop over them.
 
-The search hands the document where it found each trigger, grouped by trigger and already turned into token
-positions, so evaluation scores most terms from there instead of looking for them again.
+The search also looks for the trigger of every other term of the queries (under NOT, say), and hands the
+document where it found each, grouped by trigger, as token positions: evaluation scores terms from there
+instead of looking for them again.
 
 The topics' query trees are hash-consed (:class:`~monitor.topics.match.SharedNodes`): a sub-expression that
-many topics hold (a term, an OR of an alias's names, a NEAR pair) is one shared node, evaluated once per
-document, so a topic costs little more than combining its children's cached values. Only the score is worked
-out then; a match's explanation and snippet come from evaluating its query in full when first read.
+many topics hold (a term, an OR of an alias's names, a NEAR pair) is one shared node. Most queries are ANDs
+of ORs of terms, with NOTs (:func:`~monitor.topics.match.flat_form`): those candidates are scored together,
+as arrays, from their terms' values, themselves worked out together
+(:meth:`~monitor.topics.match.PreparedDocument.term_values`); the others node by node, each shared node
+once per document. Only the score is worked out then; a match's explanation and snippet come from
+evaluating its query in full when first read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Hashable, Iterator
+from collections.abc import Callable, Container, Hashable, Mapping
 from dataclasses import dataclass
-from itertools import chain
+from functools import lru_cache
 from operator import itemgetter
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar, cast
 
-import ahocorasick  # type: ignore[import-not-found]
 import numpy as np
+import numpy.typing as npt
 
 from monitor.topics.match import (
     FALSE,
-    IntArray,
+    TITLE,
     Match,
     PreparedDocument,
     SharedNode,
     SharedNodes,
+    TermNode,
     final_score,
+    final_scores,
+    flat_form,
+    terms_below,
     trigger,
 )
 from monitor.topics.query import (
@@ -62,25 +71,30 @@ from monitor.topics.query import (
     Sentence,
     Term,
 )
+from monitor.topics.text import IntArray
 
 K = TypeVar("K", bound=Hashable)
+N = TypeVar("N", bound=np.integer)
+#: indices of entries in a plan
+Rows = npt.NDArray[np.int32]
 
 #: trigger strings of which at least one must occur in the stream
 Requirement = frozenset[str]
 
+#: the largest flat queries scored as arrays: ANDed groups, terms ORed in a group, negated terms
+MAX_GROUPS = 6
+MAX_ALTERNATIVES = 8
+MAX_NEGATED = 6
+#: candidates from which the flat ones are scored as arrays rather than one by one
+ARRAYS_FROM = 32
+#: term slots padding the arrays: an AND group that is always true (and weaker than none), and a term
+#: that never occurs
+_NEUTRAL, _ABSENT = 0, 1
+
 _FIRST = itemgetter(0)
 
 
-class _Automaton(Protocol):
-    """The part of ``ahocorasick.Automaton`` used here (the module ships no type information)."""
-
-    def add_word(self, key: str, value: int, /) -> bool: ...
-
-    def make_automaton(self) -> None: ...
-
-    def iter(self, string: str, /) -> Iterator[tuple[int, int]]: ...
-
-
+@lru_cache(maxsize=1 << 16)
 def rarity_cost(pattern: str) -> float:
     """A guess at how often ``pattern`` occurs, to pick the anchor: long words, phrases and whole words are
     rarer than short words and prefixes."""
@@ -116,6 +130,23 @@ def requirements(node: Node) -> list[Requirement]:
     return []
 
 
+def located_triggers(node: Node, found: set[str] | None = None) -> set[str]:
+    """The triggers of the terms of ``node`` that a presearch's findings locate (no prefix inside)."""
+    found = set() if found is None else found
+    if isinstance(node, Term):
+        if not any(node.prefix[:-1]):
+            found.add(trigger(node))
+    elif isinstance(node, And | Or | Sentence):
+        for child in node.children:
+            located_triggers(child, found)
+    elif isinstance(node, Near):
+        located_triggers(node.left, found)
+        located_triggers(node.right, found)
+    elif isinstance(node, Not | InTitle | Alias):
+        located_triggers(node.child, found)
+    return found
+
+
 @dataclass(slots=True, eq=False)
 class _Entry(Generic[K]):
     """One distinct query, the topics that have it, and how it is found: through a trigger of its anchor
@@ -128,6 +159,8 @@ class _Entry(Generic[K]):
     anchor: tuple[int, ...]
     second: tuple[int, ...]
     rest: tuple[frozenset[int], ...]
+    #: every trigger id the entry holds a use of: those above and its located terms'
+    uses: tuple[int, ...]
     #: topic -> the order it was added in
     topics: dict[K, int]
 
@@ -140,10 +173,286 @@ def _first_added(entry: _Entry[K]) -> int:
     return min(entry.topics.values())
 
 
-class _Leads(Generic[K]):
-    """Which entries the triggers present in a document lead to, as arrays: one row per trigger of an entry's
-    anchor and trigger of its second requirement (or :attr:`anyway` if it has none), rows grouped by anchor
-    trigger. A document's candidates are then found with a few array operations, whatever their number.
+def _distinct(values: npt.NDArray[N]) -> npt.NDArray[N]:
+    """``values`` sorted, each once (``np.unique`` without its overhead); sorts ``values`` in place."""
+    values.sort()
+    if len(values) < 2:
+        return values
+    kept: npt.NDArray[N] = values[np.append(True, values[1:] != values[:-1])]
+    return kept
+
+
+def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
+    """``starts[i]``, ``starts[i] + 1``, ... (``lengths[i]`` of them), one range after another."""
+    ends = lengths.cumsum()
+    if not len(ends) or not ends[-1]:
+        return np.zeros(0, dtype=np.intp)
+    ranges: IntArray = (starts - ends + lengths).repeat(lengths) + np.arange(ends[-1])
+    return ranges
+
+
+class _Codes(dict[str, int]):
+    """Token -> code (see :class:`_TokenSearch`); a token not seen before is classified when looked up."""
+
+    def __init__(self, words: dict[str, int], classify: Callable[[str], int]) -> None:
+        super().__init__(words)
+        self.classify = classify
+
+    def __missing__(self, token: str) -> int:
+        code = self[token] = self.classify(token)
+        return code
+
+
+#: flags of a code: the first word of a two-word key, its second, the first of a two-part trigger ending in a
+#: prefix, a token some prefixes match
+_OPENS, _CLOSES, _LEADS, _PREFIXED = 1, 2, 4, 8
+_START = np.zeros(1, dtype=np.intp)
+_NO_ROWS = np.zeros(0, dtype=np.int32)
+
+
+class _TokenSearch:
+    """Every trigger, looked up in a document's tokens (:meth:`PreparedDocument.search_tokens`).
+
+    A trigger's space-separated parts are whole tokens, the last a prefix if the trigger does not end with a
+    space. Each token is looked up once in a dictionary giving a code: the word's, for a word some trigger
+    holds or some prefix matches; 0 for any other. Per code, :attr:`single` holds its one-word trigger,
+    :attr:`prefixed` the prefix triggers matching it, and :attr:`flags` whether it has those or opens or
+    closes a two-word trigger, so that these are found as arrays (two-word triggers by a key made of the two
+    codes), and three-word ones (by a key made of the first two's and the third's code). Longer phrases are
+    checked word by word where their first two words occur, as are two-part triggers ending in a prefix where
+    their first word does. A token not seen before is classified on the spot; a bounded number of them is
+    remembered.
+    """
+
+    #: tokens remembered besides the triggers' own words before that memory is cleared
+    MEMORY = 1 << 18
+
+    def __init__(self, triggers: Mapping[str, int]) -> None:
+        words: dict[str, int] = {}
+        singles: dict[int, int] = {}
+        prefixes: dict[str, int] = {}
+        pairs: dict[tuple[int, int], int] = {}
+        triples: dict[tuple[int, int, int], int] = {}
+        longer: dict[tuple[int, int], list[tuple[int, list[str], str | None]]] = {}
+        #: the first word of a two-part trigger ending in a prefix -> (trigger id, that prefix)
+        self.led: dict[int, list[tuple[int, str]]] = {}
+
+        def word(piece: str) -> int:
+            return words.setdefault(piece, len(words) + 1)
+
+        for pattern, trigger_id in triggers.items():
+            whole = pattern.endswith(" ")
+            parts = (pattern[1:-1] if whole else pattern[1:]).split(" ")
+            if len(parts) == 1 and whole:
+                singles[word(parts[0])] = trigger_id
+            elif len(parts) == 1:
+                prefixes[parts[0]] = trigger_id
+            elif len(parts) == 2 and not whole:
+                self.led.setdefault(word(parts[0]), []).append((trigger_id, parts[1]))
+            elif len(parts) == 2:
+                pairs[word(parts[0]), word(parts[1])] = trigger_id
+            elif len(parts) == 3 and whole:
+                triples[word(parts[0]), word(parts[1]), word(parts[2])] = trigger_id
+            else:
+                rest, last = (parts[2:], None) if whole else (parts[2:-1], parts[-1])
+                longer.setdefault((word(parts[0]), word(parts[1])), []).append((trigger_id, rest, last))
+        self.prefixes = prefixes
+        self.lengths = sorted({len(p) for p in prefixes})
+        #: the first characters of every prefix, as long as the shortest: a quick test that none matches
+        self.shortest = self.lengths[0] if self.lengths else 0
+        self.heads = {p[: self.shortest] for p in prefixes}
+        keys = sorted({*pairs, *longer, *((a, b) for a, b, _ in triples)})
+        #: the multiplier of a key's first part (codes of the triggers' words are below it)
+        self.base = len(words) + 1
+        self.keys = np.array([a * self.base + b for a, b in keys], dtype=np.intp)
+        #: three-word triggers, by a key made of their first two words' key (its index) and the third's code
+        index_of = {key: i for i, key in enumerate(keys)}
+        thirds = sorted(
+            (index_of[a, b] * self.base + c, trigger_id) for (a, b, c), trigger_id in triples.items()
+        )
+        self.triple_keys = np.array([key for key, _ in thirds], dtype=np.intp)
+        self.triple = np.array([trigger_id for _, trigger_id in thirds], dtype=np.intp)
+        #: per key: its two-word trigger (-1 if none), and its longer phrases (an index in :attr:`longer`)
+        self.pair = np.array([pairs.get(k, -1) for k in keys], dtype=np.intp)
+        self.longer = [longer[k] for k in keys if k in longer]
+        at = iter(range(len(self.longer)))
+        self.longer_at = np.array([next(at) if k in longer else -1 for k in keys], dtype=np.intp)
+        #: per code: its one-word trigger, and the prefix triggers it matches (-1 for none)
+        self.single = np.full(self.base, -1, dtype=np.int32)
+        self.prefixed = np.full((self.base, 1), -1, dtype=np.int32)
+        self.flags = np.zeros(self.base, dtype=np.uint8)
+        for code, trigger_id in singles.items():
+            self.single[code] = trigger_id
+        for a, b in keys:
+            self.flags[a] |= _OPENS
+            self.flags[b] |= _CLOSES
+        for code in self.led:
+            self.flags[code] |= _LEADS
+        for piece, code in words.items():
+            self._mark(code, self._prefix_hits(piece))
+        self.words = words
+        self.size = self.base
+        self.codes = _Codes(words, self._classify)
+
+    def _prefix_hits(self, piece: str) -> list[int]:
+        """The prefix triggers ``piece`` matches."""
+        if piece[: self.shortest] not in self.heads:
+            return []
+        return [
+            t for n in self.lengths if n <= len(piece) and (t := self.prefixes.get(piece[:n])) is not None
+        ]
+
+    def _mark(self, code: int, prefixed: list[int]) -> None:
+        """Give ``code`` the prefix triggers its token matches, widening :attr:`prefixed` if need be."""
+        if not prefixed:
+            return
+        if len(prefixed) > self.prefixed.shape[1]:
+            wider = np.full((len(self.prefixed), len(prefixed)), -1, dtype=np.int32)
+            wider[:, : self.prefixed.shape[1]] = self.prefixed
+            self.prefixed = wider
+        self.prefixed[code, : len(prefixed)] = prefixed
+        self.flags[code] |= _PREFIXED
+
+    def _classify(self, token: str) -> int:
+        """The code of a token not seen before (see :class:`_Codes`): a new one if some prefix matches it."""
+        prefixed = self._prefix_hits(token)
+        if not prefixed:
+            return 0
+        if self.size == len(self.flags):
+            self.single = np.concatenate([self.single, np.full_like(self.single, -1)])
+            self.prefixed = np.concatenate([self.prefixed, np.full_like(self.prefixed, -1)])
+            self.flags = np.concatenate([self.flags, np.zeros_like(self.flags)])
+        code, self.size = self.size, self.size + 1
+        self.prefixed[code] = -1
+        self.flags[code] = 0
+        self._mark(code, prefixed)
+        return code
+
+    def find(self, pieces: list[str]) -> tuple[IntArray, IntArray, IntArray] | None:
+        """The triggers found in ``pieces`` (ascending ids), and where: the occurrences of ``found[i]`` start
+        at ``positions[firsts[i]:firsts[i + 1]]`` (indices in ``pieces``, ascending); None if none is."""
+        n = len(pieces)
+        if len(self.codes) >= len(self.words) + self.MEMORY:  # forgotten between documents, never within
+            self.codes.clear()
+            self.codes.update(self.words)
+            self.size = self.base
+        codes = np.fromiter(map(self.codes.__getitem__, pieces), dtype=np.intp, count=n)
+        singles = self.single[codes]
+        at = (singles >= 0).nonzero()[0]
+        triggers, positions = [singles[at]], [at]
+        flags = self.flags[codes]
+        at = (flags & _PREFIXED).nonzero()[0]
+        if len(at):
+            prefixed = self.prefixed[codes[at]]
+            rows, columns = (prefixed >= 0).nonzero()
+            triggers.append(prefixed[rows, columns])
+            positions.append(at[rows])
+        extra: list[int] = []  # trigger id, position, ... found one by one
+        at = ((flags[:-1] & _OPENS) & (flags[1:] >> 1)).nonzero()[0]
+        if len(at):
+            keys = codes[at] * self.base + codes[at + 1]
+            k = self.keys.searchsorted(keys)
+            known = (self.keys.take(k, mode="clip") == keys).nonzero()[0]
+            at, k = at[known], k[known]
+            triggers.append(self.pair[k])
+            positions.append(at)
+            if len(self.triple_keys):
+                inside = (at < n - 2).nonzero()[0]
+                keys = k[inside] * self.base + codes[at[inside] + 2]
+                j = self.triple_keys.searchsorted(keys)
+                known = (self.triple_keys.take(j, mode="clip") == keys).nonzero()[0]
+                triggers.append(self.triple[j[known]])
+                positions.append(at[inside[known]])
+            if self.longer:
+                longer = self.longer_at[k]
+                some = (longer >= 0).nonzero()[0]
+                for i, j in zip(at[some].tolist(), longer[some].tolist(), strict=True):
+                    extra += self._longer(pieces, i, self.longer[j])
+        if self.led:
+            led = (flags[:-1] & _LEADS).nonzero()[0]
+            for i, code in zip(led.tolist(), codes[led].tolist(), strict=True):
+                for trigger_id, start in self.led[code]:
+                    if pieces[i + 1].startswith(start):
+                        extra += (trigger_id, i)
+        if extra:
+            triggers.append(np.array(extra[::2], dtype=np.intp))
+            positions.append(np.array(extra[1::2], dtype=np.intp))
+        # ordered by trigger, then position (a key's two-word trigger is -1 if it has only longer ones)
+        keys = np.concatenate(triggers, dtype=np.intp) * n + np.concatenate(positions)
+        keys.sort()
+        keys = keys[keys.searchsorted(0) :]
+        if not len(keys):
+            return None
+        found, at = np.divmod(keys, n)
+        firsts = np.concatenate([_START, (found[1:] != found[:-1]).nonzero()[0] + 1, [len(found)]])
+        return found[firsts[:-1]], firsts, at
+
+    @staticmethod
+    def _longer(pieces: list[str], i: int, phrases: list[tuple[int, list[str], str | None]]) -> list[int]:
+        """Trigger id, ``i``, ... for the phrases (trigger id, the words after the first two, the prefix
+        ending it if any) whose first two words are at ``i`` and the rest follows."""
+        found: list[int] = []
+        for trigger_id, rest, last in phrases:
+            end = i + 2 + len(rest)
+            if pieces[i + 2 : end] == rest and (
+                last is None or (end < len(pieces) and pieces[end].startswith(last))
+            ):
+                found += (trigger_id, i)
+        return found
+
+
+class _Listing(Generic[K]):
+    """The topics of a plan's entries as arrays, each entry's in the order they were added, so that matches
+    are put in the order of their topics with an argsort. Integer keys are kept in an array too: read from
+    there, they are new objects, not the index's own scattered over memory."""
+
+    def __init__(self, topics: list[dict[K, int]]) -> None:
+        ordered = [sorted(t.items(), key=itemgetter(1)) for t in topics]
+        #: the topics of entry i: ``keys[start[i]:start[i + 1]]``, added as ``serials[...]``
+        self.start = np.zeros(len(ordered) + 1, dtype=np.intp)
+        np.cumsum([len(o) for o in ordered], out=self.start[1:])
+        self.keys = [key for o in ordered for key, _ in o]
+        self.serials = np.array([serial for o in ordered for _, serial in o], dtype=np.intp)
+        ints = all(type(key) is int and -(2**63) <= cast("int", key) < 2**63 for key in self.keys)
+        self.int_keys = np.array(self.keys, dtype=np.int64) if ints and self.keys else None
+        #: the same as lists, to sort a few matches without arrays
+        self.listed = self.start.tolist(), self.serials.tolist()
+
+    def order(self, rows: list[int], made: list[Match]) -> list[tuple[K, Match]]:
+        """Each topic of the entries ``rows`` with the match ``made`` for it, in the order of the topics."""
+        if len(rows) < ARRAYS_FROM:
+            start, serials = self.listed
+            ordered = [
+                (serials[i], self.keys[i], match)
+                for row, match in zip(rows, made, strict=True)
+                for i in range(start[row], start[row + 1])
+            ]
+            ordered.sort(key=_FIRST)
+            return [(key, match) for _, key, match in ordered]
+        at = np.array(rows, dtype=np.intp)
+        lo = self.start[at]
+        lengths = self.start[at + 1] - lo
+        topics = _ranges(lo, lengths)
+        order = self.serials[topics].argsort()
+        picked = topics[order]
+        keys: list[K] = (
+            self.int_keys[picked].tolist()
+            if self.int_keys is not None
+            else list(map(self.keys.__getitem__, picked.tolist()))
+        )
+        owners = np.arange(len(rows)).repeat(lengths)[order].tolist()
+        return list(zip(keys, map(made.__getitem__, owners), strict=True))
+
+
+class _Plan(Generic[K]):
+    """What the triggers present in a document lead to, and how their entries are scored, as arrays.
+
+    Candidates: one row per trigger of an entry's anchor and trigger of its second requirement (or
+    :attr:`anyway` if it has none), rows grouped by anchor trigger, so that a document's candidates come
+    from a few array operations, whatever their number. Scoring: each term node is a *slot*; an entry of
+    :func:`flat_form` is a row of slots in :attr:`groups` (ANDed groups of ORed slots) and
+    :attr:`negated`; the slots of any other entry's terms are listed, so their values can be worked out
+    with the rest.
     """
 
     def __init__(self, entries: list[_Entry[K]], triggers: int) -> None:
@@ -165,38 +474,135 @@ class _Leads(Generic[K]):
         #: rows of anchor trigger t: ``start[t]`` to ``start[t + 1]``
         self.start = np.zeros(triggers + 1, dtype=np.intp)
         np.cumsum(np.bincount(anchors, minlength=triggers), out=self.start[1:])
-        self.then = np.array(thens, dtype=np.intp)[order]
-        self.entry = np.array(rows, dtype=np.intp)[order]
-        self.with_rest = any(entry.rest for entry in self.entries)
+        self.then = np.array(thens, dtype=np.int32)[order]
+        self.entry = np.array(rows, dtype=np.int32)[order]
+        self.with_rest = np.array([bool(entry.rest) for entry in self.entries], dtype=np.bool_)
+        self.any_rest = bool(self.with_rest.any())
+        #: which triggers a document has (set and cleared by :meth:`found`); the second trigger of the entries
+        #: requiring nothing more always
+        self.marked = np.zeros(triggers + 1, dtype=np.bool_)
+        self.marked[triggers] = True
+        #: each entry's shared tree, query tree and topics (the entries' own dictionaries, kept up to date),
+        #: so that scoring reaches no entry
+        self.shared = [entry.shared for entry in self.entries]
+        self.roots = [entry.query.root for entry in self.entries]
+        self.topics = [entry.topics for entry in self.entries]
+        self._listing: tuple[int, _Listing[K]] | None = None
+        slots: dict[TermNode, int] = {}
+        #: the term node of slot ``s`` is ``nodes[s - 2]`` (0 and 1 pad)
+        self.nodes: list[TermNode] = []
 
-    def found(self, present: IntArray) -> list[_Entry[K]]:
-        """The entries whose anchor and second requirement have a trigger in ``present`` (trigger ids, each
-        once), and their further requirements too; in the order of :attr:`entries`."""
+        def slot(node: TermNode) -> int:
+            found = slots.get(node)
+            if found is None:
+                found = slots[node] = len(self.nodes) + 2
+                self.nodes.append(node)
+            return found
+
+        forms = [_flat(entry.shared, slot) for entry in self.entries]
+        width = max((len(groups) for groups, _ in filter(None, forms)), default=1)
+        depth = max((len(g) for groups, _ in filter(None, forms) for g in groups), default=1)
+        negated = max((len(n) for _, n in filter(None, forms)), default=0)
+        unused = [_NEUTRAL, *[_ABSENT] * (depth - 1)]
+        groups: list[list[int]] = []
+        nots: list[list[int]] = []
+        terms: list[int] = []
+        ends: list[int] = []
+        for entry, form in zip(self.entries, forms, strict=True):
+            if form is None:
+                terms += dict.fromkeys(map(slot, filter(_located, terms_below(entry.shared))))
+                groups.append(unused * width)
+                nots.append([_ABSENT] * negated)
+            else:
+                row = [s for g in form[0] for s in [*g, *[_ABSENT] * (depth - len(g))]]
+                groups.append(row + unused * (width - len(form[0])))
+                nots.append(form[1] + [_ABSENT] * (negated - len(form[1])))
+            ends.append(len(terms))
+        #: the slots of the terms of each entry not scored as arrays: ``terms[term_start[i]:...[i + 1]]``
+        self.term_start = np.array([0, *ends], dtype=np.intp)
+        self.terms = np.array(terms, dtype=np.int32)
+        #: whether each entry is scored as arrays
+        self.flat = np.array([form is not None for form in forms], dtype=np.bool_)
+        self.groups = np.array(groups, dtype=np.int32).reshape(len(self.entries), width, depth)
+        self.negated = np.array(nots, dtype=np.int32).reshape(len(self.entries), negated)
+        self.slot_trigger = np.array([-1, -1, *(n.trigger_id for n in self.nodes)], dtype=np.intp)
+        title_only = (n.fields == (TITLE,) for n in self.nodes)
+        self.slot_title = np.array([False, False, *title_only], dtype=np.bool_)
+
+    def listing(self, version: int) -> _Listing[K]:
+        """The entries' topics as arrays, rebuilt when the topics have changed since (``version`` tells)."""
+        if self._listing is None or self._listing[0] != version:
+            self._listing = version, _Listing(self.topics)
+        return self._listing[1]
+
+    def found(self, present: IntArray) -> Rows:
+        """The entries (indices in :attr:`entries`, ascending) whose anchor and second requirement have a
+        trigger in ``present`` (trigger ids, each once), and their further requirements too."""
         lo = self.start[present]
-        lengths = self.start[present + 1] - lo
-        ends = lengths.cumsum()
-        if not ends[-1]:
-            return []
-        # the rows of every present anchor, one range after another
-        rows = (lo - ends + lengths).repeat(lengths) + np.arange(ends[-1])
-        marked = np.zeros(self.anyway + 1, dtype=np.bool_)
+        rows = _ranges(lo, self.start[present + 1] - lo)
+        if not len(rows):
+            return _NO_ROWS
+        marked = self.marked
         marked[present] = True
-        marked[self.anyway] = True
-        hit = sorted(set(self.entry[rows[marked[self.then[rows]]]].tolist()))
-        found = list(map(self.entries.__getitem__, hit))
-        if self.with_rest:
-            ids = set(present.tolist())
-            found = [e for e in found if not e.rest or e.meets_rest(ids)]
-        return found
+        hit = _distinct(self.entry[rows[marked[self.then[rows]]]])
+        marked[present] = False
+        if self.any_rest:
+            checked = self.with_rest[hit]
+            if checked.any():
+                ids = set(present.tolist())
+                for i in checked.nonzero()[0].tolist():
+                    checked[i] = not self.entries[int(hit[i])].meets_rest(ids)
+                hit = hit[~checked]
+        return hit
+
+    def score(
+        self, doc: PreparedDocument, candidates: Rows
+    ) -> tuple[list[int], list[float], Rows, dict[SharedNode, float]]:
+        """Score ``candidates`` on ``doc`` (whose presearch was recorded): the flat ones that match and their
+        scores; the others, to be worked out node by node, with their terms' values to start from."""
+        flat = self.flat[candidates]
+        scored, others = candidates[flat], candidates[~flat]
+        groups, negated = self.groups[scored], self.negated[scored]
+        lo = self.term_start[others]
+        terms = self.terms[_ranges(lo, self.term_start[others + 1] - lo)]
+        slots = _distinct(np.concatenate([groups.ravel(), negated.ravel(), terms]))
+        values = doc.term_values(self.slot_trigger[slots], self.slot_title[slots])
+        if len(slots) and slots[0] == _NEUTRAL:
+            values[0] = 2.0  # weaker than no evidence: the AND's minimum ignores it
+        best = values[slots.searchsorted(groups)].max(axis=2).min(axis=1)
+        true = best != FALSE
+        if negated.shape[1]:
+            true &= (values[slots.searchsorted(negated)] == FALSE).all(axis=1)
+        matched = true.nonzero()[0]
+        nodes: map[SharedNode] = map(self.nodes.__getitem__, (terms - 2).tolist())
+        memo = dict(zip(nodes, values[slots.searchsorted(terms)].tolist(), strict=True))
+        return scored[matched].tolist(), final_scores(best[matched]).tolist(), others, memo
+
+
+def _located(node: TermNode) -> bool:
+    return node.trigger_id >= 0
+
+
+def _flat(shared: SharedNode, slot: Callable[[TermNode], int]) -> tuple[list[list[int]], list[int]] | None:
+    """The entry's :func:`flat_form` in slots, if it is one and not too large for the arrays."""
+    form = flat_form(shared)
+    if form is None:
+        return None
+    groups, negated = form
+    if len(groups) > MAX_GROUPS or len(negated) > MAX_NEGATED:
+        return None
+    if any(len(g) > MAX_ALTERNATIVES for g in groups):
+        return None
+    return [[slot(t) for t in g] for g in groups], [slot(t) for t in negated]
 
 
 class TopicIndex(Generic[K]):
     """Many compiled topics, matched against a document by evaluating only those that can match.
 
     Topics with the same query (the same tree, however it was written) are evaluated once. ``add`` and
-    ``remove`` are cheap; the automaton is rebuilt on the next search after a new trigger was added (or after
-    many were dropped), the lookup arrays after a query was added or dropped. Results come in the order the
-    topics were added.
+    ``remove`` are cheap; the token search is rebuilt on the next search after a new trigger was added (or
+    after many were dropped), the lookup arrays after a query was added or dropped, the arrays of topics after
+    any topic was. Results come in the order the topics were added.
     """
 
     def __init__(self) -> None:
@@ -204,17 +610,18 @@ class TopicIndex(Generic[K]):
         self._entries: dict[Node, _Entry[K]] = {}  # query tree -> entry
         self._shared = SharedNodes()
         self._serial = 0
+        #: changes with every topic added or removed
+        self._version = 0
         self._always: dict[_Entry[K], None] = {}
         self._trigger_ids: dict[str, int] = {}
         self._patterns: dict[int, str] = {}
         self._uses: dict[int, int] = {}
         self._next_trigger = 0
-        self._automaton: _Automaton | None = None
-        #: what the automaton holds: trigger string -> id (never changed, replaced on a rebuild)
+        self._search_: _TokenSearch | None = None
+        #: what the token search looks for: trigger string -> id (never changed, replaced on a rebuild)
         self._searched: dict[str, int] = {}
         self._stale = False
-        self._leads: _Leads[K] | None = None
-        self._skips: IntArray = np.zeros(0, dtype=np.intp)
+        self._plan: _Plan[K] | None = None
 
     def __len__(self) -> int:
         return len(self._topics)
@@ -229,29 +636,33 @@ class TopicIndex(Generic[K]):
         entry = self._entries.get(query.root)
         if entry is None:
             entry = self._entries[query.root] = self._new_entry(query)
-            self._leads = None
+            self._plan = None
         entry.topics[key] = self._serial
         self._topics[key] = (self._serial, entry)
         self._serial += 1
+        self._version += 1
 
     def _new_entry(self, query: CompiledQuery) -> _Entry[K]:
         found = sorted(dict.fromkeys(requirements(query.root)), key=_cost)
         shared = self._shared.add(query.root)
+        located = located_triggers(query.root)
         if not found:
-            entry: _Entry[K] = _Entry(query, shared, (), (), (), {})
+            uses = tuple(self._use(p) for p in sorted(located))
+            entry: _Entry[K] = _Entry(query, shared, (), (), (), uses, {})
             self._always[entry] = None
             return entry
         anchor, *others = found
         others = [r for r in others if not anchor <= r]
         second = others[0] if others else frozenset[str]()
         rest = [r for r in others[1:] if not second <= r]
-        ids = {pattern: self._use(pattern) for pattern in anchor.union(*others)}
+        ids = {pattern: self._use(pattern) for pattern in sorted(located.union(anchor, *others))}
         return _Entry(
             query,
             shared,
             tuple(ids[p] for p in sorted(anchor)),
             tuple(ids[p] for p in sorted(second)),
             tuple(frozenset(ids[p] for p in r) for r in rest),
+            tuple(ids.values()),
             {},
         )
 
@@ -259,13 +670,14 @@ class TopicIndex(Generic[K]):
         """Forget the topic under ``key``; raises KeyError if there is none."""
         _, entry = self._topics.pop(key)
         del entry.topics[key]
+        self._version += 1
         if entry.topics:
             return
         del self._entries[entry.query.root]
-        self._leads = None
+        self._plan = None
         self._shared.release(entry.shared)
         self._always.pop(entry, None)
-        for trigger_id in {*entry.anchor, *entry.second, *(t for r in entry.rest for t in r)}:
+        for trigger_id in entry.uses:
             self._release(trigger_id)
 
     def _use(self, pattern: str) -> int:
@@ -284,75 +696,92 @@ class TopicIndex(Generic[K]):
         if self._uses[trigger_id] == 0:
             del self._uses[trigger_id]
             del self._trigger_ids[self._patterns.pop(trigger_id)]
-            # a dropped trigger left in the automaton points to no topic; rebuild once most are such
+            # a dropped trigger left in the search points to no topic; rebuild once most are such
             if len(self._searched) > 2 * len(self._trigger_ids) + 1000:
                 self._stale = True
 
-    def _search(self) -> tuple[_Automaton, _Leads[K], IntArray] | None:
-        """The automaton over the current triggers, the lookup arrays for what they lead to, and for each
-        trigger id the distance from its last character to its first token's first; each rebuilt if out of
-        date."""
+    def _search(self) -> tuple[_TokenSearch, _Plan[K]] | None:
+        """The token search over the current triggers and the lookup arrays for what they lead to, each
+        rebuilt if out of date; None if there is no trigger to look for."""
         if self._stale:
-            self._automaton = self._leads = None
+            self._search_ = self._plan = None
             self._searched = dict(self._trigger_ids)
-            self._skips = np.zeros(self._next_trigger, dtype=np.intp)
             if self._trigger_ids:
-                automaton: _Automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-                for pattern, trigger_id in self._trigger_ids.items():
-                    automaton.add_word(pattern, trigger_id)
-                    self._skips[trigger_id] = 2 - len(pattern)
-                automaton.make_automaton()
-                self._automaton = automaton
+                self._search_ = _TokenSearch(self._searched)
             self._stale = False
-        if self._automaton is None:
+        if self._search_ is None:
             return None
-        if self._leads is None:
-            self._leads = _Leads(list(self._entries.values()), self._next_trigger)
+        if self._plan is None:
             self._shared.locate(self._searched)
-        return self._automaton, self._leads, self._skips
+            self._plan = _Plan(list(self._entries.values()), self._next_trigger)
+        self._plan.listing(self._version)
+        return self._search_, self._plan
 
     def prepare_search(self) -> None:
-        """Build the automaton and lookup arrays now rather than on the next search (to time them apart)."""
+        """Build the token search and all the arrays now, not on the next search (to time them apart)."""
         self._search()
 
-    def _candidate_entries(self, doc: PreparedDocument) -> list[_Entry[K]]:
-        """The entries whose requirements the document meets, each once; the document keeps where the
-        triggers are."""
+    def _candidates(self, doc: PreparedDocument) -> tuple[_Plan[K] | None, Rows]:
+        """The lookup arrays and the entries (their indices there) whose requirements the document meets,
+        besides those requiring nothing; the document keeps where the triggers are."""
         search = self._search()
         if search is None:
-            return list(self._always)
-        automaton, leads, skips = search
-        found = np.fromiter(chain.from_iterable(automaton.iter(doc.stream)), dtype=np.intp)
-        if not len(found):
-            return list(self._always)
-        # (end, trigger id) pairs: grouped by trigger, each trigger's occurrences in the order found
-        order = found[1::2].argsort(kind="stable")
-        ids = found[1::2][order]
-        starts = found[::2][order] + skips[ids]
-        new = np.ones(len(ids), dtype=np.bool_)
-        np.not_equal(ids[1:], ids[:-1], out=new[1:])
-        firsts = new.nonzero()[0]
-        present = ids[firsts]
-        doc.record_presearch(present.tolist(), [*firsts.tolist(), len(ids)], starts, self._searched)
-        return [*self._always, *leads.found(present)]
+            return None, _NO_ROWS
+        tokens, plan = search
+        pieces, aligned = doc.search_tokens()
+        found = tokens.find(pieces)
+        if found is None:
+            nothing = np.zeros(0, dtype=np.intp)
+            found = nothing, np.zeros(1, dtype=np.intp), nothing
+        present, firsts, positions = found
+        if aligned:  # the body's tokens follow the title's and the line break between them
+            titles = len(doc.tokens[TITLE])
+            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched)
+        else:
+            doc.forget_presearch()
+        return plan, plan.found(present)
 
     def candidates(self, doc: PreparedDocument) -> set[K]:
         """The topics that can match ``doc``: a superset of those :meth:`match` returns."""
-        return {key for entry in self._candidate_entries(doc) for key in entry.topics}
+        plan, found = self._candidates(doc)
+        entries = [*self._always, *(plan.entries[i] for i in found.tolist())] if plan else list(self._always)
+        return {key for entry in entries for key in entry.topics}
 
     def match(self, doc: PreparedDocument) -> list[tuple[K, Match]]:
         """The topics matching ``doc`` with their matches, in the order the topics were added."""
-        matches: list[tuple[int, K, Match]] = []
+        plan, found = self._candidates(doc)
+        rows: list[int] = []  # the matching entries (indices in the plan) and their matches
+        made: list[Match] = []
         memo: dict[SharedNode, float] = {}
-        for entry in self._candidate_entries(doc):
-            shared = entry.shared
-            value = memo.get(shared)
-            if value is None:
-                value = memo[shared] = shared.value(doc, memo)
-            if value == FALSE:
-                continue
-            found = Match(final_score(value), None, doc, entry.query.root)
-            for key, added in entry.topics.items():
-                matches.append((added, key, found))
+        if plan is not None and len(found):
+            roots = plan.roots
+            if doc.presearched and len(found) >= ARRAYS_FROM:
+                scored, scores, found, memo = plan.score(doc, found)
+                rows += scored
+                made += [Match(score, None, doc, roots, i) for i, score in zip(scored, scores, strict=True)]
+            shared = plan.shared
+            for i in found.tolist():
+                node = shared[i]
+                value = memo.get(node)
+                if value is None:
+                    value = memo[node] = node.value(doc, memo)
+                if value != FALSE:
+                    rows.append(i)
+                    made.append(Match(final_score(value), None, doc, roots, i))
+        if plan is None:
+            matches: list[tuple[int, K, Match]] = []
+        elif not self._always:
+            return plan.listing(self._version).order(rows, made) if rows else []
+        else:
+            matches = [
+                (added, key, match)
+                for i, match in zip(rows, made, strict=True)
+                for key, added in plan.topics[i].items()
+            ]
+        for entry in self._always:
+            value = entry.shared.value(doc, memo)
+            if value != FALSE:
+                match = Match(final_score(value), None, doc, (entry.query.root,))
+                matches += [(added, key, match) for key, added in entry.topics.items()]
         matches.sort(key=_FIRST)
-        return [(key, found) for _, key, found in matches]
+        return [(key, match) for _, key, match in matches]

@@ -24,7 +24,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -44,7 +43,17 @@ from monitor.topics.query import (
     Sentence,
     Term,
 )
-from monitor.topics.text import has_cjk, sentence_starts, token_texts, tokenize, word_spans
+from monitor.topics.text import (
+    IntArray,
+    Tokenised,
+    has_cjk,
+    line_breaks,
+    sentence_breaks,
+    tokenise,
+    tokenize,
+    word_spans,
+    word_starts,
+)
 
 TITLE_WEIGHT = 0.6
 EARLY_WEIGHT = 0.35
@@ -65,7 +74,8 @@ SNIPPET_WIDTH = 200
 SCANS_BEFORE_INDEX = 24
 
 TITLE, BODY = 0, 1
-IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
 #: a shared node's value when false, and when true without evidence of its own (NOT, field filters)
 FALSE = -2.0
 NO_SCORE = -1.0
@@ -73,6 +83,7 @@ _BOTH = (TITLE, BODY)
 _TITLE_ONLY = (TITLE,)
 #: ``REPEAT**k`` for the k-th mention
 _DISCOUNTS = [REPEAT**k for k in range(MAX_MENTIONS)]
+_DISCOUNT_ARRAY = np.array(_DISCOUNTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +115,23 @@ class Match:
     fall under their topic's minimum score and are never shown.
     """
 
-    __slots__ = ("_doc", "_explanation", "_found", "_root", "_snippet", "score")
+    __slots__ = ("_at", "_doc", "_explanation", "_found", "_roots", "_snippet", "score")
 
     def __init__(
-        self, score: float, found: list[_Found] | None, doc: PreparedDocument, root: Node | None = None
+        self,
+        score: float,
+        found: list[_Found] | None,
+        doc: PreparedDocument,
+        roots: Sequence[Node] = (),
+        at: int = 0,
     ) -> None:
-        """``found`` may be None when ``root`` is given: the occurrences are then found on first read, by
-        evaluating ``root`` again (a :class:`TopicIndex` scores without collecting them)."""
+        """``found`` may be None when the query's tree is given as ``roots[at]``: the occurrences are then
+        found on first read, by evaluating it again. (A :class:`TopicIndex` scores without collecting them,
+        and hands its list of trees, so that a match is made without reaching the tree itself.)"""
         self.score = score
         self._found = found
-        self._root = root
+        self._roots = roots
+        self._at = at
         self._doc = doc
         self._explanation: list[Clause] | None = None
         self._snippet: str | None = None
@@ -121,8 +139,7 @@ class Match:
     def _occurrences(self) -> list[_Found]:
         found = self._found
         if found is None:
-            assert self._root is not None
-            res = _eval(self._root, self._doc, _BOTH)
+            res = _eval(self._roots[self._at], self._doc, _BOTH)
             found = self._found = res.found if res is not None else []
         return found
 
@@ -183,18 +200,65 @@ def _trigger_of(tokens: tuple[str, ...], prefix: tuple[bool, ...]) -> str:
     return " " + " ".join(tokens) + " "
 
 
-class _Presearch(NamedTuple):
-    """Where a presearch found its triggers in a document, as token positions."""
+class _Presearch:
+    """Where a presearch found its triggers in a document, as token positions: the title's tokens numbered
+    first, then the body's."""
 
-    #: trigger id -> its occurrences' slice of ``positions``
-    at: dict[int, tuple[int, int]]
-    #: each trigger's occurrences (of its first token) in a row, ascending; the title's tokens are numbered
-    #: first, then the body's
-    positions: list[int]
-    #: how many tokens the title has
-    titles: int
-    #: trigger string -> id, of every trigger looked for
-    trigger_ids: Mapping[str, int]
+    #: occurrences made lists at once when first asked about (see :meth:`occurrences`)
+    LISTED = 4096
+
+    __slots__ = ("_found", "_lists", "firsts", "positions", "present", "titles", "trigger_ids")
+
+    def __init__(
+        self,
+        present: IntArray,
+        firsts: IntArray,
+        positions: IntArray,
+        titles: int,
+        trigger_ids: Mapping[str, int],
+    ) -> None:
+        #: the trigger ids found, ascending
+        self.present = present
+        #: the occurrences of ``present[i]`` are ``positions[firsts[i]:firsts[i + 1]]``, ascending
+        self.firsts = firsts
+        self.positions = positions
+        #: how many tokens the title has
+        self.titles = titles
+        #: trigger string -> id, of every trigger looked for
+        self.trigger_ids = trigger_ids
+        self._lists: tuple[list[int], list[int], list[int], list[int]] | None = None
+        self._found: dict[int, tuple[list[int], list[int]]] = {}
+
+    def occurrences(self, trigger_id: int) -> tuple[list[int], list[int]]:
+        """Where ``trigger_id`` occurs in the title, and in the body (counted from its first token),
+        memoised. Up to ``LISTED`` occurrences in all, they are made lists at once, to be sliced; beyond, a
+        long transcript's, only those of the triggers asked about are."""
+        found = self._found.get(trigger_id)
+        if found is not None:
+            return found
+        if self._lists is None:
+            positions = self.positions
+            small = len(positions) <= self.LISTED
+            self._lists = (
+                self.present.tolist(),
+                self.firsts.tolist(),
+                positions.tolist() if small else [],
+                (positions - self.titles).tolist() if small else [],
+            )
+        present, firsts, listed, in_body = self._lists
+        i = bisect_left(present, trigger_id)
+        if i == len(present) or present[i] != trigger_id:
+            found = [], []
+        elif listed:
+            lo, hi = firsts[i], firsts[i + 1]
+            split = bisect_left(listed, self.titles, lo, hi)
+            found = listed[lo:split], in_body[split:hi]
+        else:
+            positions = self.positions[firsts[i] : firsts[i + 1]]
+            split = int(positions.searchsorted(self.titles))
+            found = positions[:split].tolist(), (positions[split:] - self.titles).tolist()
+        self._found[trigger_id] = found
+        return found
 
 
 class PreparedDocument:
@@ -206,6 +270,7 @@ class PreparedDocument:
     """
 
     __slots__ = (
+        "_body",
         "_cache",
         "_early",
         "_evidence",
@@ -216,6 +281,7 @@ class PreparedDocument:
         "_sorted_vocabulary",
         "_spans",
         "_stream",
+        "_title",
         "_vocabulary",
         "document",
         "tokens",
@@ -223,7 +289,8 @@ class PreparedDocument:
 
     def __init__(self, document: Document) -> None:
         self.document = document
-        self.tokens: tuple[list[str], list[str]] = (token_texts(document.title), token_texts(document.text))
+        self._title, self._body = tokenise(document.title), tokenise(document.text)
+        self.tokens: tuple[list[str], list[str]] = (self._title.tokens, self._body.tokens)
         self._early = max(EARLY_WORDS, EARLY_FRACTION * len(self.tokens[BODY]))
         self._cache: dict[tuple[tuple[str, ...], tuple[bool, ...], int], list[int]] = {}
         self._evidence: dict[tuple[tuple[str, ...], tuple[bool, ...], tuple[int, ...]], float] = {}
@@ -232,7 +299,7 @@ class PreparedDocument:
         self._vocabulary: list[set[str] | None] = [None, None]
         self._sorted_vocabulary: list[list[str] | None] = [None, None]
         self._spans: list[list[tuple[int, int]] | None] = [None, None]
-        self._sentences: list[list[int] | None] = [None, None]
+        self._sentences: list[_Sentences | None] = [None, None]
         self._stream: str | None = None
         self._presearch: _Presearch | None = None
 
@@ -240,35 +307,44 @@ class PreparedDocument:
     def stream(self) -> str:
         """Title and body tokens, each with a space on both sides, the fields apart by a line break.
 
-        A term occurs only if ``" " + " ".join(tokens) + " "`` does (without the last space for a prefix), so
-        a multi-pattern search over this string finds every topic that can match.
+        A term occurs only if ``" " + " ".join(tokens) + " "`` does (without the last space for a prefix): the
+        string a presearch's triggers are (:func:`trigger`).
         """
         if self._stream is None:
             title, body = self.tokens
             self._stream = f" {' '.join(title)} \n {' '.join(body)} "
         return self._stream
 
-    def record_presearch(
-        self, triggers: Sequence[int], bounds: Sequence[int], starts: IntArray, trigger_ids: Mapping[str, int]
-    ) -> None:
-        """Keep where a search over :attr:`stream` found its triggers, to locate and score terms from: the
-        occurrences of ``triggers[i]`` start (in the stream) at ``starts[bounds[i]:bounds[i + 1]]``,
-        ascending; ``trigger_ids`` (trigger string -> id) tells what the search looked for."""
+    def search_tokens(self) -> tuple[list[str], bool]:
+        """What a presearch looks through, as pieces a trigger's space-separated parts are compared with: the
+        title's tokens, a line break, the body's; and whether those are the tokens one for one. They are not
+        when a token holds a space (a compatibility character folded to words): the pieces are then the
+        :attr:`stream` cut at every space, so that a trigger is found exactly where it occurs in the stream.
+        """
         title, body = self.tokens
-        separators = 4 + max(len(title) - 1, 0) + max(len(body) - 1, 0)
-        if self.stream.count(" ") != separators:  # a token holds a space: offsets do not map to tokens
-            return
-        stream = self.stream
-        if stream.isascii():
-            codes: npt.NDArray[np.unsignedinteger] = np.frombuffer(stream.encode("ascii"), dtype=np.uint8)
-        else:
-            codes = np.frombuffer(stream.encode("utf-32-le"), dtype=np.uint32)
-        # a token starts after each space followed by anything but a space or the line break
-        offsets = ((codes[:-1] == ord(" ")) & (codes[1:] != ord(" ")) & (codes[1:] != ord("\n"))).nonzero()[0]
-        positions: list[int] = (offsets + 1).searchsorted(starts).tolist()
-        self._presearch = _Presearch(
-            dict(zip(triggers, pairwise(bounds), strict=False)), positions, len(title), trigger_ids
-        )
+        # only folding can give a token a space
+        folded = any(not spaced for _, _, spaced in [*self._title.pieces, *self._body.pieces])
+        if folded and (" " in "".join(title) or " " in "".join(body)):
+            return self.stream[1:-1].split(" "), False
+        return [*title, "\n", *body], True
+
+    def record_presearch(
+        self, present: IntArray, firsts: IntArray, positions: IntArray, trigger_ids: Mapping[str, int]
+    ) -> None:
+        """Keep where a presearch over :meth:`search_tokens` (one for one with the tokens) found its triggers,
+        to locate and score terms from: the occurrences of ``present[i]`` (ascending trigger ids) are at
+        ``positions[firsts[i]:firsts[i + 1]]``, ascending, the title's tokens numbered first, then the
+        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for."""
+        self._presearch = _Presearch(present, firsts, positions, len(self.tokens[TITLE]), trigger_ids)
+
+    def forget_presearch(self) -> None:
+        """Drop what a presearch recorded: terms are then looked for in the tokens."""
+        self._presearch = None
+
+    @property
+    def presearched(self) -> bool:
+        """Whether a presearch's findings are recorded (:meth:`term_values` needs them)."""
+        return self._presearch is not None
 
     def find(self, term: Term, field: int) -> list[int]:
         """Start positions of ``term`` in ``field`` (memoised: many topics share terms)."""
@@ -283,6 +359,14 @@ class PreparedDocument:
             found = self._cache[key] = self._find(term.tokens, term.prefix, field)
         return found
 
+    def located(self, trigger_id: int) -> tuple[list[int], list[int]] | None:
+        """Where the trigger ``trigger_id`` of the recorded presearch occurs, in the title and in the body;
+        None if no presearch was recorded or for -1 (no trigger)."""
+        presearch = self._presearch
+        if presearch is None or trigger_id < 0:
+            return None
+        return presearch.occurrences(trigger_id)
+
     def _from_presearch(self, term: Term) -> tuple[list[int], list[int]] | None:
         """The term's positions in title and body from a recorded presearch, or None when it tells nothing
         about the term."""
@@ -292,10 +376,7 @@ class PreparedDocument:
         trigger_id = presearch.trigger_ids.get(_trigger_of(term.tokens, term.prefix))
         if trigger_id is None:
             return None
-        lo, hi = presearch.at.get(trigger_id, (0, 0))
-        positions, titles = presearch.positions, presearch.titles
-        split = bisect_left(positions, titles, lo, hi)
-        return positions[lo:split], [p - titles for p in positions[split:hi]]
+        return presearch.occurrences(trigger_id)
 
     def _find(self, tokens: tuple[str, ...], prefix: tuple[bool, ...], field: int) -> list[int]:
         if len(tokens) == 1:
@@ -411,42 +492,35 @@ class PreparedDocument:
         the term), lets the presearch's findings answer."""
         presearch = self._presearch
         if trigger_id >= 0 and presearch is not None:
-            at = presearch.at.get(trigger_id)
-            if at is None:
-                return FALSE
-            return self._evidence_at(presearch.positions, *at, presearch.titles, fields)
+            return self._evidence_at(*presearch.occurrences(trigger_id), fields)
         if not any([self.find(term, f) for f in fields]):
             return FALSE
         return self.evidence(term, fields)
 
-    def _evidence_at(
-        self, positions: list[int], lo: int, hi: int, titles: int, fields: tuple[int, ...]
-    ) -> float:
-        """:meth:`evidence` of a term at ``positions[lo:hi]`` (ascending; the title's ``titles`` tokens
-        numbered before the body's), :data:`FALSE` if not in ``fields``.
+    def _evidence_at(self, title: list[int], body: list[int], fields: tuple[int, ...]) -> float:
+        """:meth:`evidence` of a term at ``title`` and ``body`` (ascending positions), :data:`FALSE` if not
+        in ``fields``.
 
         Mentions are found as :func:`_mention_weights` finds them, the title's then the body's, but only up to
         ``MAX_MENTIONS`` a field: a term said 500 times in a transcript costs no more than one said 20 times.
         """
-        split = bisect_left(positions, titles, lo, hi)
-        if split == lo:  # not in the title
-            if len(fields) == 1:
+        if not title:
+            if len(fields) == 1 or not body:
                 return FALSE
-            if hi - lo == 1:  # one mention: what _evidence makes of it
-                pos = positions[lo] - titles
+            if len(body) == 1:  # one mention: what _evidence makes of it
+                pos = body[0]
                 return 1.0 - (1.0 - (EARLY_WEIGHT if pos < self._early else self.weight(BODY, pos)))
         weights: list[float] = []
         last = -SAME_BREATH - 1
-        for k in range(lo, split):
-            if positions[k] - last > SAME_BREATH:
+        for pos in title:
+            if pos - last > SAME_BREATH:
                 if len(weights) == MAX_MENTIONS:
                     break
                 weights.append(TITLE_WEIGHT)
-            last = positions[k]
+            last = pos
         if len(fields) == 2:
             last, early, mentions = -SAME_BREATH - 1, self._early, 0
-            for k in range(split, hi):
-                pos = positions[k] - titles
+            for pos in body:
                 if pos - last > SAME_BREATH:
                     if mentions == MAX_MENTIONS:
                         break
@@ -455,12 +529,89 @@ class PreparedDocument:
                 last = pos
         return _evidence(weights)
 
-    def sentence_bounds(self, field: int) -> list[int]:
-        """The token position where each sentence of ``field`` starts, in order, then one past any token."""
+    def term_values(self, triggers: IntArray, title_only: BoolArray) -> FloatArray:
+        """:meth:`term_value` of many located terms at once, from the recorded presearch: for each term, given
+        by its trigger's id and whether it is matched in the title only, its evidence or :data:`FALSE`.
+
+        The same mentions are found as :meth:`_evidence_at` finds them (the first ``MAX_MENTIONS`` a field),
+        heaviest first, and their noisy-OR is taken one mention rank at a time, in the same order of the same
+        floating-point operations, so that every value is the one worked out term by term.
+        """
+        presearch = self._presearch
+        assert presearch is not None
+        values = np.full(len(triggers), FALSE)
+        present = presearch.present
+        if not len(present):
+            return values
+        at = present.searchsorted(triggers)
+        np.minimum(at, len(present) - 1, out=at)
+        terms = (present[at] == triggers).nonzero()[0]
+        if not len(terms):
+            return values
+        lo = presearch.firsts[at[terms]]
+        lengths = presearch.firsts[at[terms] + 1] - lo
+        ends = lengths.cumsum()
+        # every occurrence of each term, term after term, ascending
+        owner = np.arange(len(terms)).repeat(lengths)
+        pos = presearch.positions[(lo - ends + lengths).repeat(lengths) + np.arange(ends[-1])]
+        titles = presearch.titles
+        body = pos >= titles
+        dropped = title_only.any()
+        if dropped:
+            kept = ~(body & title_only[terms][owner])
+            owner, pos, body = owner[kept], pos[kept], body[kept]
+            if not len(owner):
+                return values
+        # a mention: a term's first occurrence in a field, or one more than SAME_BREATH words after the last;
+        # its rank in the field (from 1) is the mentions so far less those before the field's first
+        starts = np.ones(len(owner), dtype=np.bool_)
+        field = owner * 2 + body
+        np.not_equal(field[1:], field[:-1], out=starts[1:])
+        mention = starts.copy()
+        mention[1:] |= pos[1:] - pos[:-1] > SAME_BREATH
+        count = mention.cumsum()
+        before = np.maximum.accumulate(np.where(starts, count - 1, 0))
+        chosen = (mention & (count - before <= MAX_MENTIONS)).nonzero()[0]
+        owner, pos, body = owner[chosen], pos[chosen], body[chosen]
+        weights = np.full(len(owner), TITLE_WEIGHT)
+        in_body = body.nonzero()[0]
+        if len(in_body):
+            early = self._early
+            offsets = pos[in_body] - titles
+            deep = (offsets >= early).nonzero()[0]
+            body_weights = np.full(len(in_body), EARLY_WEIGHT)
+            if len(deep):
+                exponents = -DECAY * (offsets[deep] - early) / early
+                fades = np.fromiter(map(math.exp, exponents.tolist()), dtype=np.float64, count=len(deep))
+                body_weights[deep] = DEEP_WEIGHT + (EARLY_WEIGHT - DEEP_WEIGHT) * fades
+            weights[in_body] = body_weights
+        # heaviest first: weights never grow along a field, so re-ordered only in case rounding made them
+        first = np.ones(len(owner), dtype=np.bool_)
+        np.not_equal(owner[1:], owner[:-1], out=first[1:])
+        if (~first[1:] & (weights[1:] > weights[:-1])).any():
+            order = np.lexsort((-weights, owner))
+            owner, weights = owner[order], weights[order]
+        index = np.arange(len(owner))
+        rank = index - np.maximum.accumulate(np.where(first, index, 0))
+        top = (rank < MAX_MENTIONS).nonzero()[0]
+        rank, owner, weights = rank[top], owner[top], weights[top]
+        misses = np.ones((int(rank.max()) + 1, len(terms)))
+        misses[rank, owner] = 1.0 - weights * _DISCOUNT_ARRAY[rank]
+        values[terms] = 1.0 - np.multiply.reduce(misses, axis=0)
+        if dropped:  # a term only in the body, looked for in the title only
+            kept = np.zeros(len(terms), dtype=np.bool_)
+            kept[owner] = True
+            values[terms[~kept]] = FALSE
+        return values
+
+    def sentences(self, field: int) -> _Sentences:
+        """The sentences of ``field``, to tell which one a token is in."""
         found = self._sentences[field]
         if found is None:
-            text = self.document.title if field == TITLE else self.document.text
-            found = self._sentences[field] = [*sentence_starts(text), len(self.tokens[field]) + 1]
+            text, tokenised = (
+                (self.document.title, self._title) if field == TITLE else (self.document.text, self._body)
+            )
+            found = self._sentences[field] = _Sentences(text, tokenised)
         return found
 
     def weight(self, field: int, pos: int) -> float:
@@ -471,6 +622,77 @@ class PreparedDocument:
             return EARLY_WEIGHT
         fade = math.exp(-DECAY * (pos - self._early) / self._early)
         return DEEP_WEIGHT + (EARLY_WEIGHT - DEEP_WEIGHT) * fade
+
+
+class _Sentences:
+    """The sentences of a field, as token ranges, worked out a line at a time when first asked about: a
+    run of line breaks always ends a sentence, so a line's sentences do not depend on the rest of the text.
+    A long transcript whose SENTENCE terms are in a few of its paragraphs is split into sentences there
+    only; once the lines asked about add up to half the text, the whole of it is split at once. Tokens are
+    counted from the text's :func:`word_starts`."""
+
+    __slots__ = ("_budget", "_lines", "_spans", "_starts", "_text", "_whole", "_words")
+
+    #: what splitting a line costs besides its characters, in characters
+    LINE_COST = 300
+
+    def __init__(self, text: str, tokenised: Tokenised) -> None:
+        self._text = text
+        self._words = word_starts(tokenised.pieces)
+        runs = line_breaks(text)
+        starts = [end for _, end in runs]
+        #: each line's span of characters and its first token's position; then one past any token
+        self._spans = list(zip([0, *starts], [*(start for start, _ in runs), len(text)], strict=True))
+        self._starts = [0, *self._count(starts), len(tokenised.tokens) + 1]
+        self._lines: dict[int, list[int]] = {}
+        self._whole: list[int] | None = None
+        self._budget = len(text) // 2
+
+    def _count(self, offsets: list[int]) -> list[int]:
+        """How many tokens the text gives before each of ``offsets``."""
+        found: list[int] = self._words.searchsorted(offsets).tolist()
+        return found
+
+    def line(self, position: int) -> tuple[int, int]:
+        """The line holding the token at ``position``: its first token's position, and the next line's."""
+        at = bisect_right(self._starts, position)
+        return self._starts[at - 1], self._starts[at]
+
+    def around(self, position: int) -> tuple[int, int]:
+        """The sentence holding the token at ``position``: its first token's position, and the next's."""
+        starts = self._whole
+        if starts is None:
+            line = bisect_right(self._starts, position) - 1
+            starts = self._lines.get(line)
+            if starts is None:
+                lo, hi = self._spans[line]
+                self._budget -= hi - lo + self.LINE_COST
+                if self._budget >= 0:
+                    starts = self._lines[line] = self._split(line)
+                else:
+                    starts = self._whole = self._split_all()
+        at = bisect_right(starts, position)
+        return starts[at - 1], starts[at]
+
+    def _split(self, line: int) -> list[int]:
+        """The positions of the first tokens of the line's sentences, then of the next line's."""
+        lo, hi = self._spans[line]
+        first, after = self._starts[line], self._starts[line + 1]
+        starts = [first]
+        for count in self._count(sentence_breaks(self._text, lo, hi)):
+            if starts[-1] < count < after:
+                starts.append(count)
+        starts.append(after)
+        return starts
+
+    def _split_all(self) -> list[int]:
+        """The positions of the first tokens of all sentences, then one past any token."""
+        starts = [0]
+        for count in self._count(sentence_breaks(self._text)):
+            if count != starts[-1]:
+                starts.append(count)
+        starts.append(self._starts[-1])
+        return starts
 
 
 def prepare(doc: Document) -> PreparedDocument:
@@ -544,12 +766,49 @@ def _literal(node: Node, doc: PreparedDocument, fields: tuple[int, ...]) -> list
     return [f for c in node.children for f in _literal(c, doc, fields)]
 
 
-def _near(node: Near, doc: PreparedDocument, fields: tuple[int, ...]) -> _Res | None:
-    """Occurrences of the two sides at most ``distance`` words apart (1: adjacent), in either order."""
-    lefts = _literal(node.left, doc, fields)
+def _located_literal(
+    terms: list[tuple[Term, int]], doc: PreparedDocument, fields: tuple[int, ...]
+) -> list[_Found]:
+    """:func:`_literal` of a literal's terms given with their triggers' ids (-1 for none): those located are
+    read from the presearch's findings straight away."""
+    found: list[_Found] = []
+    for term, trigger_id in terms:
+        both = doc.located(trigger_id)
+        for f in fields:
+            starts = doc.find(term, f) if both is None else both[f]
+            if starts:
+                found.append(_Found(term, f, starts))
+    return found
+
+
+def _literal_terms(node: Node) -> list[Term]:
+    """The terms of a literal, in the order :func:`_literal` gives their occurrences."""
+    if isinstance(node, Term):
+        return [node]
+    if isinstance(node, Alias):
+        return _literal_terms(node.child)
+    assert isinstance(node, Or)
+    return [t for c in node.children for t in _literal_terms(c)]
+
+
+def _operand(
+    literal: Node, doc: PreparedDocument, fields: tuple[int, ...], terms: list[tuple[Term, int]] | None
+) -> list[_Found]:
+    return _literal(literal, doc, fields) if terms is None else _located_literal(terms, doc, fields)
+
+
+def _near(
+    node: Near,
+    doc: PreparedDocument,
+    fields: tuple[int, ...],
+    located: list[list[tuple[Term, int]]] | None = None,
+) -> _Res | None:
+    """Occurrences of the two sides at most ``distance`` words apart (1: adjacent), in either order.
+    ``located``, the sides' terms with their triggers' ids, lets a presearch's findings give them."""
+    lefts = _operand(node.left, doc, fields, None if located is None else located[0])
     if not lefts:
         return None
-    rights = _literal(node.right, doc, fields)
+    rights = _operand(node.right, doc, fields, None if located is None else located[1])
     if not rights:
         return None
     n = node.distance
@@ -590,11 +849,17 @@ def _close(a: _Found, b: _Found, n: int) -> Iterator[tuple[int, int, int]]:
                 yield sa, sb, gap
 
 
-def _sentence(node: Sentence, doc: PreparedDocument, fields: tuple[int, ...]) -> _Res | None:
-    """All operands in one sentence; scored like NEAR, the closeness being the tightest such sentence's."""
+def _sentence(
+    node: Sentence,
+    doc: PreparedDocument,
+    fields: tuple[int, ...],
+    located: list[list[tuple[Term, int]]] | None = None,
+) -> _Res | None:
+    """All operands in one sentence; scored like NEAR, the closeness being the tightest such sentence's.
+    ``located``, the operands' terms with their triggers' ids, lets a presearch's findings give them."""
     operands: list[list[_Found]] = []
-    for child in node.children:
-        found = _literal(child, doc, fields)
+    for i, child in enumerate(node.children):
+        found = _operand(child, doc, fields, None if located is None else located[i])
         if not found:
             return None
         operands.append(found)
@@ -604,11 +869,9 @@ def _sentence(node: Sentence, doc: PreparedDocument, fields: tuple[int, ...]) ->
         in_place = [[f for f in found if f.field == place] for found in operands]
         if not all(in_place):
             continue
-        bounds = doc.sentence_bounds(place)
         # per operand, per occurring term: its occurrences in the sentences holding every operand
         inside: list[list[list[int]]] = [[[] for _ in found] for found in in_place]
-        for number in _shared_sentences(bounds, in_place):
-            lo, hi = bounds[number], bounds[number + 1]
+        for lo, hi in _shared_sentences(doc.sentences(place), in_place):
             groups: list[list[tuple[int, int]]] = []
             for found, collected in zip(in_place, inside, strict=True):
                 group: list[tuple[int, int]] = []
@@ -631,16 +894,24 @@ def _sentence(node: Sentence, doc: PreparedDocument, fields: tuple[int, ...]) ->
     return _Res(min(1.0, base + bonus), [f for found in kept for f in found])
 
 
-def _shared_sentences(bounds: list[int], operands: list[list[_Found]]) -> list[int]:
-    """The numbers of the sentences (starting at ``bounds``) where every operand occurs, ascending: those of
-    the operand with the fewest occurrences, kept where each other one has an occurrence too."""
+def _shared_sentences(sentences: _Sentences, operands: list[list[_Found]]) -> list[tuple[int, int]]:
+    """The sentences (first token, next sentence's first) where every operand occurs, in order: those of the
+    operand with the fewest occurrences, kept where each other one has an occurrence too (looked for in the
+    line first: a line without them all is not split into sentences)."""
     sizes = [sum(len(f.starts) for f in found) for found in operands]
     pivot = sizes.index(min(sizes))
-    numbers = sorted({bisect_right(bounds, s) - 1 for f in operands[pivot] for s in f.starts})
-    for i, found in enumerate(operands):
-        if i != pivot:
-            numbers = [n for n in numbers if any(_occurs(f.starts, bounds[n], bounds[n + 1]) for f in found)]
-    return numbers
+    others = operands[:pivot] + operands[pivot + 1 :]
+    spans: list[tuple[int, int]] = []
+    end = -1
+    for start in sorted(s for f in operands[pivot] for s in f.starts):
+        if start < end:  # in the sentence (or the line without the others) of the one before
+            continue
+        lo, end = sentences.line(start)
+        if all(any(_occurs(f.starts, lo, end) for f in found) for found in others):
+            lo, end = sentences.around(start)
+            if all(any(_occurs(f.starts, lo, end) for f in found) for found in others):
+                spans.append((lo, end))
+    return spans
 
 
 def _occurs(starts: Sequence[int], lo: int, hi: int) -> bool:
@@ -741,6 +1012,19 @@ def final_score(value: float) -> float:
     return round(value, 3)
 
 
+def final_scores(values: FloatArray) -> FloatArray:
+    """:func:`final_score` of each of ``values`` (none of them :data:`FALSE`), worked out with arrays."""
+    scaled = values * 1000.0
+    whole = np.rint(scaled)  # round half to even, as ``round`` does
+    scores = whole / 1000.0
+    inside = (values > 0.0) & (values < 1.0)
+    scores[values <= 0.0] = 0.0
+    scores[values >= 1.0] = 1.0
+    for i in (inside & (np.abs(scaled - whole) >= 0.4999)).nonzero()[0].tolist():
+        scores[i] = round(float(values[i]), 3)
+    return scores
+
+
 def _explain(found: list[_Found]) -> list[Clause]:
     """One clause per matched term (the same term written twice is one), in query order."""
     by_source: dict[str, tuple[list[Sequence[int]], list[Sequence[int]]]] = {}
@@ -836,7 +1120,9 @@ class SharedNode:
         raise NotImplementedError
 
 
-class _TermNode(SharedNode):
+class TermNode(SharedNode):
+    """A term over some fields; its value is its evidence there."""
+
     __slots__ = ("pattern", "term", "trigger_id")
 
     def __init__(self, term: Term, fields: tuple[int, ...], key: object) -> None:
@@ -892,27 +1178,40 @@ class _NotNode(SharedNode):
         return NO_SCORE if found == FALSE else FALSE
 
 
-class _NearNode(SharedNode):
-    __slots__ = ("node",)
+class _OperandsNode(SharedNode):
+    """A NEAR or SENTENCE: its operands' terms, each with its trigger's id once located (see
+    :meth:`SharedNodes.locate`)."""
 
-    def __init__(self, node: Near, fields: tuple[int, ...], key: object) -> None:
+    __slots__ = ("located", "node")
+
+    def __init__(self, node: Near | Sentence, fields: tuple[int, ...], key: object) -> None:
         super().__init__(fields, (), key)
         self.node = node
+        operands = (node.left, node.right) if isinstance(node, Near) else node.children
+        self.located = [[(term, -1) for term in _literal_terms(operand)] for operand in operands]
+
+    def locate(self, trigger_ids: Mapping[str, int]) -> None:
+        self.located = [
+            [(term, -1 if any(term.prefix[:-1]) else trigger_ids.get(trigger(term), -1)) for term, _ in terms]
+            for terms in self.located
+        ]
+
+
+class _NearNode(_OperandsNode):
+    __slots__ = ()
 
     def value(self, doc: PreparedDocument, memo: dict[SharedNode, float]) -> float:
-        res = _near(self.node, doc, self.fields)
+        assert isinstance(self.node, Near)
+        res = _near(self.node, doc, self.fields, self.located)
         return FALSE if res is None or res.score is None else res.score
 
 
-class _SentenceNode(SharedNode):
-    __slots__ = ("node",)
-
-    def __init__(self, node: Sentence, fields: tuple[int, ...], key: object) -> None:
-        super().__init__(fields, (), key)
-        self.node = node
+class _SentenceNode(_OperandsNode):
+    __slots__ = ()
 
     def value(self, doc: PreparedDocument, memo: dict[SharedNode, float]) -> float:
-        res = _sentence(self.node, doc, self.fields)
+        assert isinstance(self.node, Sentence)
+        res = _sentence(self.node, doc, self.fields, self.located)
         return FALSE if res is None or res.score is None else res.score
 
 
@@ -954,7 +1253,7 @@ class SharedNodes:
         kids: tuple[SharedNode, ...] = ()
         key: tuple[object, ...]
         if isinstance(node, Term):
-            key = (_TermNode, node.tokens, node.prefix, fields)
+            key = (TermNode, node.tokens, node.prefix, fields)
         elif isinstance(node, And | Or | Not):
             kind = _AndNode if isinstance(node, And) else _OrNode if isinstance(node, Or) else _NotNode
             children = (node.child,) if isinstance(node, Not) else node.children
@@ -974,8 +1273,10 @@ class SharedNodes:
     def locate(self, trigger_ids: Mapping[str, int]) -> None:
         """Tell every term its trigger's id in the presearch looking for ``trigger_ids`` (-1 if none)."""
         for node in self._nodes.values():
-            if isinstance(node, _TermNode):
+            if isinstance(node, TermNode):
                 node.trigger_id = -1 if node.pattern is None else trigger_ids.get(node.pattern, -1)
+            elif isinstance(node, _OperandsNode):
+                node.locate(trigger_ids)
 
     def release(self, shared: SharedNode) -> None:
         """Drop one use of ``shared``, and the node (and its unused parts) with its last."""
@@ -986,9 +1287,55 @@ class SharedNodes:
                 self.release(kid)
 
 
+def flat_form(node: SharedNode) -> tuple[list[list[TermNode]], list[TermNode]] | None:
+    """``node`` as an AND of groups, each an OR of located terms, and of NOTs of such terms: its value is
+    then FALSE if a group has none of its terms or a negated term occurs, else the weakest group's strongest
+    term. None for any other kind of node (NEAR, SENTENCE, field filters, terms a presearch does not locate,
+    ORs of ANDs): those are worked out node by node."""
+    groups: list[list[TermNode]] = []
+    negated: list[TermNode] = []
+
+    def add(part: SharedNode) -> bool:
+        if isinstance(part, _AndNode):
+            return all(add(kid) for kid in part.kids)
+        found = _located_terms(part.kids[0] if isinstance(part, _NotNode) else part)
+        if found is None:
+            return False
+        if isinstance(part, _NotNode):
+            negated.extend(found)
+        else:
+            groups.append(found)
+        return True
+
+    return (groups, negated) if add(node) and groups else None
+
+
+def _located_terms(node: SharedNode) -> list[TermNode] | None:
+    """The terms of a located term or of an OR of them, else None."""
+    if isinstance(node, TermNode):
+        return [node] if node.trigger_id >= 0 else None
+    if not isinstance(node, _OrNode):
+        return None
+    found: list[TermNode] = []
+    for kid in node.kids:
+        below = _located_terms(kid)
+        if below is None:
+            return None
+        found += below
+    return found
+
+
+def terms_below(node: SharedNode) -> Iterator[TermNode]:
+    """The terms ``node`` combines (through AND, OR and NOT; NEAR and SENTENCE look their terms up)."""
+    if isinstance(node, TermNode):
+        yield node
+    for kid in node.kids:
+        yield from terms_below(kid)
+
+
 def _new_node(node: Node, fields: tuple[int, ...], kids: tuple[SharedNode, ...], key: object) -> SharedNode:
     if isinstance(node, Term):
-        return _TermNode(node, fields, key)
+        return TermNode(node, fields, key)
     if isinstance(node, And):
         return _AndNode(fields, kids, key)
     if isinstance(node, Or):

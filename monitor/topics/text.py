@@ -19,6 +19,10 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.intp]
+_ZERO = np.zeros(1, dtype=np.intp)
 
 
 def _mark_ranges() -> tuple[str, str]:
@@ -72,14 +76,27 @@ _HAS_CJK_RE = re.compile(f"[{_CJK}]")
 _CJK_SPLIT_RE = re.compile(rf"[{_CJK}][{_MARKS}]*|[^{_CJK}]+")
 _APOSTROPHE_TABLE = str.maketrans({c: "'" for c in _APOSTROPHES})
 _WORD_CHAR_RE = re.compile(rf"[\w{_MARKS}]")
-_NON_ASCII_RE = re.compile("[^\x00-\x7f]")
+#: a letter or mark outside ASCII: any non-ASCII character, then told apart looking back (so that ``re``
+#: skips to the next non-ASCII character at C speed)
+_NON_ASCII_LETTER_RE = re.compile(rf"[^\x00-\x7f](?<=[\w{_MARKS}])")
+
+
+def _bmp_word_chars() -> npt.NDArray[np.bool_]:
+    """For each character up to U+FFFF, whether it is a word character (``_WORD_CHAR_RE``)."""
+    table = np.zeros(0x10000, dtype=np.bool_)
+    every = "".join(map(chr, range(0x10000)))
+    table[[m.start() for m in _WORD_CHAR_RE.finditer(every)]] = True
+    return table
+
+
+_BMP_WORD_CHARS = _bmp_word_chars()
 #: for ASCII text: letters lower-cased, digits, '_' and apostrophes kept, anything else a space
 _ASCII_WORDS = str.maketrans(
     {chr(c): chr(c).lower() if chr(c).isalnum() or chr(c) in "_'" else " " for c in range(128)}
 )
-_APOSTROPHES_RE = re.compile("'+")
-#: a lone apostrophe between two word characters, in text spaced out by ``_ASCII_WORDS``
-_JOINING_APOSTROPHE_RE = re.compile("'(?<=[^ ']')(?=[^ '])")
+#: each apostrophe that does not join two word characters, in text spaced out by ``_ASCII_WORDS``: one with
+#: a space, another apostrophe or either end of the text next to it
+_LOOSE_APOSTROPHES_RE = re.compile("'(?:(?<![^ ']')|(?![^ ']))")
 #: a possessive at the end of a word, in words separated by spaces
 _POSSESSIVE_RE = re.compile(r"'s(?= |\Z)")
 #: the same in tokens joined by line breaks, which may start with anything (a dropped diacritic): a
@@ -155,16 +172,42 @@ def token_texts(text: str) -> list[str]:
     Only the whitespace-delimited chunks holding other letters (``Łódź``, ``习近平``) go through the word
     pattern and Unicode folding; a text made mostly of them goes through it as a whole.
     """
+    return tokenise(text).tokens
+
+
+class Tokenised(NamedTuple):
+    """A text's tokens, and the pieces tokenising took it in, for :func:`word_starts` to count them."""
+
+    tokens: list[str]
+    #: (offset, text, spaced): the ASCII path's pieces made word characters and spaces one for one
+    #: (``spaced``), the others as they were folded
+    pieces: list[tuple[int, str, bool]]
+
+
+def tokenise(text: str) -> Tokenised:
+    """:func:`token_texts`, with the pieces of ``text`` they come from."""
     unified = text
     if not text.isascii():
         for apostrophe in _PUNCTUATION_APOSTROPHES:
             unified = unified.replace(apostrophe, "'")
-    if unified.isascii():
-        return _ascii_token_texts(unified)
-    letters = _non_ascii_letters(unified)
+    letters = [] if unified.isascii() else _non_ascii_letters(unified)
+    if not letters:
+        spaced = _spaced(unified)
+        return Tokenised(_split_words(spaced), [(0, spaced, True)])
     if len(letters) > len(unified) // 16:
-        return _folded_token_texts(unified)
+        return Tokenised(_folded_token_texts(unified), [(0, unified, False)])
     tokens: list[str] = []
+    pieces: list[tuple[int, str, bool]] = []
+
+    def add(start: int, end: int, folded: bool) -> None:
+        piece = unified[start:end]
+        if folded:
+            tokens.extend(_folded_token_texts(piece))
+        else:
+            piece = _spaced(piece)
+            tokens.extend(_split_words(piece))
+        pieces.append((start, piece, not folded))
+
     done, n = 0, len(unified)
     for at in letters:
         if at < done:
@@ -174,33 +217,37 @@ def token_texts(text: str) -> list[str]:
             start -= 1
         while end < n and not unified[end].isspace():
             end += 1
-        tokens += _ascii_token_texts(unified[done:start])
-        tokens += _folded_token_texts(unified[start:end])
+        add(done, start, False)
+        add(start, end, True)
         done = end
-    tokens += _ascii_token_texts(unified[done:])
-    return tokens
+    add(done, n, False)
+    return Tokenised(tokens, pieces)
 
 
 def _non_ascii_letters(text: str) -> list[int]:
-    """Where ``text`` has letters (or marks) that are not ASCII."""
-    return [m.start() for m in _NON_ASCII_RE.finditer(text) if _WORD_CHAR_RE.match(m.group())]
+    """Where ``text`` has letters (or marks) that are not ASCII: looked up in a table as arrays, unless the
+    text has characters past U+FFFF."""
+    units = text.encode("utf-16-le", "surrogatepass")
+    if len(units) != 2 * len(text):
+        return [m.start() for m in _NON_ASCII_LETTER_RE.finditer(text)]
+    codes = np.frombuffer(units, dtype=np.uint16)
+    at = (codes > 0x7F).nonzero()[0]
+    found: list[int] = at[_BMP_WORD_CHARS[codes[at]]].tolist()
+    return found
 
 
-def _ascii_token_texts(text: str) -> list[str]:
-    """Token texts of text whose only non-ASCII characters are punctuation, apostrophes made straight."""
+def _spaced(text: str) -> str:
+    """Such text, word characters lower-cased and apostrophes joining two of them kept, anything else a
+    space: one character for one."""
     if not text.isascii():
         text = text.encode("ascii", "replace").decode("ascii")
     spaced = text.translate(_ASCII_WORDS)
-    if "'" in spaced:
-        spaced = _POSSESSIVE_RE.sub("", _APOSTROPHES_RE.sub(_inner_apostrophe, spaced))
-    return spaced.split()
+    return _LOOSE_APOSTROPHES_RE.sub(" ", spaced) if "'" in spaced else spaced
 
 
-def _inner_apostrophe(m: re.Match[str]) -> str:
-    """A lone apostrophe between two word characters joins them (``xi'an``); any other is a space."""
-    start, end, spaced = m.start(), m.end(), m.string
-    joins = end - start == 1 and start > 0 and end < len(spaced) and spaced[start - 1] != " " != spaced[end]
-    return "'" if joins else " "
+def _split_words(spaced: str) -> list[str]:
+    """The tokens of :func:`_spaced` text: its words, possessives dropped."""
+    return (_POSSESSIVE_RE.sub("", spaced) if "'" in spaced else spaced).split()
 
 
 def _folded_token_texts(text: str) -> list[str]:
@@ -318,48 +365,46 @@ _SENTENCE_END_RE = re.compile(
 )
 
 
-def sentence_breaks(text: str) -> list[int]:
-    """Offsets in ``text`` where a new sentence starts, never inside a word (one regex, no Python loop)."""
-    ends = [m.end() for m in _SENTENCE_END_RE.finditer(text)]
+#: the line breaks of the sentence pattern: every run of them ends a sentence. Opening with a character
+#: rather than a repetition lets ``re`` skip to the next candidate at C speed; text with only "\n" for line
+#: breaks (most) is searched for that one character, which is faster still.
+_LINE_BREAKS_RE = re.compile("[\r\n\u2028\u2029][\r\n\u2028\u2029]*")
+_NEWLINES_RE = re.compile("\n\n*")
+
+
+def sentence_breaks(text: str, start: int = 0, stop: int | None = None) -> list[int]:
+    """Offsets in ``text`` where a new sentence starts, never inside a word (one regex, no Python loop).
+
+    With ``start`` and ``stop``: those of one line (see :func:`line_breaks`), which do not depend on the
+    other lines; and possibly the line's end too (after a full stop that the next line, starting in lower
+    case, would have kept from ending a sentence), with no word between it and the line break.
+    """
+    found = _SENTENCE_END_RE.finditer(text, start, len(text) if stop is None else stop)
+    ends = [m.end() for m in found]
     if ends and ends[-1] == len(text):
         ends.pop()
     return ends
 
 
-def sentence_starts(text: str) -> list[int]:
-    """The index in ``token_texts(text)`` of each sentence's first token, beginning with 0."""
-    starts = [0]
-    for count in _tokens_before(text, sentence_breaks(text)):
-        if count != starts[-1]:
-            starts.append(count)
-    return starts
+def line_breaks(text: str) -> list[tuple[int, int]]:
+    """Where each run of line breaks is in ``text`` (a sentence always ends there), but one ending it."""
+    plain = "\r" not in text and "\u2028" not in text and "\u2029" not in text
+    runs = [m.span() for m in (_NEWLINES_RE if plain else _LINE_BREAKS_RE).finditer(text)]
+    if runs and runs[-1][1] == len(text):
+        runs.pop()
+    return runs
 
 
-def _tokens_before(text: str, offsets: list[int]) -> list[int]:
-    """How many tokens ``text[:offset]`` gives, for each of ``offsets`` (ascending, never inside a word).
-
-    Where the ASCII path of :func:`token_texts` would take the text, that is the number of words starting
-    before the offset in the text made spaces and word characters one for one, counted for all offsets at
-    once. A stretch between two offsets holding other letters is tokenised on its own.
-    """
-    if not offsets:
-        return []
-    unified = text
-    for apostrophe in _PUNCTUATION_APOSTROPHES:
-        unified = unified.replace(apostrophe, "'")
-    spaced = unified.encode("ascii", "replace").decode("ascii").translate(_ASCII_WORDS)
-    if "'" in spaced:  # an apostrophe joining two word characters is part of a word, any other a space
-        spaced = _JOINING_APOSTROPHE_RE.sub("_", spaced).replace("'", " ")
-    is_word = np.frombuffer(spaced.encode("ascii"), dtype=np.uint8) != ord(" ")
-    word_starts = (is_word[1:] > is_word[:-1]).nonzero()[0] + 1
-    counts = word_starts.searchsorted(offsets) + int(is_word[0])
-    letters = _non_ascii_letters(unified)
-    if letters:
-        ends = [*offsets, len(text)]
-        sizes = np.diff(counts, prepend=0)
-        for i in dict.fromkeys(np.searchsorted(ends, letters, side="right").tolist()):
-            if i < len(offsets):
-                sizes[i] = len(token_texts(text[ends[i - 1] if i else 0 : ends[i]]))
-        counts = np.cumsum(sizes)
-    found: list[int] = counts.tolist()
-    return found
+def word_starts(pieces: list[tuple[int, str, bool]]) -> IntArray:
+    """Where each token of a text starts, from the pieces :func:`tokenise` took it in: ``text[:offset]`` (not
+    inside a word) gives as many tokens as there are starts before ``offset``. A few array operations for a
+    spaced piece (one token a word); a folded one is tokenised again, with its tokens' spans."""
+    found: list[IntArray] = [_ZERO[:0]]
+    for offset, piece, spaced in pieces:
+        if spaced:
+            is_word = np.frombuffer(piece.encode("ascii"), dtype=np.uint8) != ord(" ")
+            starts: IntArray = (is_word[1:] > is_word[:-1]).nonzero()[0] + (offset + 1)
+            found += [_ZERO + offset, starts] if len(is_word) and is_word[0] else [starts]
+        else:
+            found.append(np.array([token.start + offset for token in tokenize(piece)], dtype=np.intp))
+    return np.concatenate(found)
