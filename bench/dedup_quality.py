@@ -320,7 +320,10 @@ def run_stream(docs: list[Doc], database_url: str) -> dict[str, int]:
     stories = {}
     for doc in docs:
         extracted = ExtractedArticle(doc.title, doc.text, None, None, "en", None, "page")
-        story, _ = pipeline.settle(items[_url(doc)], extracted, matcher, fetch_error=None, now=NOW)
+        with storage.article_batch() as batch:
+            story, _ = pipeline.settle(
+                items[_url(doc)], extracted, matcher, fetch_error=None, now=NOW, batch=batch
+            )
         stories[doc.key] = story
     engine.dispose()
     return stories
@@ -420,12 +423,12 @@ def fill_database(database_url: str, texts: list[str]) -> tuple[Storage, list[de
 
 def time_checks(storage: Storage, queries: list[str]) -> list[float]:
     """Milliseconds per new article to fingerprint it and find its story, as the pipeline does."""
-    pipeline = Pipeline(storage, Fetcher(NetworkConfig()))
     timings = []
     for text in queries:
         started = time.perf_counter()
         fingerprint = dedup.fingerprint(text)
-        pipeline.story_of(0, "https://new.example/a", fingerprint)
+        with storage.article_batch() as batch:
+            Pipeline.story_of(batch, 0, "https://new.example/a", fingerprint)
         timings.append((time.perf_counter() - started) * 1000)
     return timings
 

@@ -67,7 +67,7 @@ from monitor.extract import extract_page, extraction_pool
 from monitor.fetch import Fetcher
 from monitor.metrics import REGISTRY
 from monitor.pipeline import Pipeline, RunReport
-from monitor.storage import Storage, make_engine, upgrade
+from monitor.storage import ArticleBatch, Storage, make_engine, upgrade
 
 SERVER = Path(__file__).resolve().with_name("ingest_server.py")
 ARTICLES = 2_000
@@ -210,8 +210,21 @@ class StorageTimer:
         self.totals: dict[str, list[float]] = {}
         for name in dir(storage):
             method = getattr(storage, name)
-            if not name.startswith("_") and callable(method) and name != "engine":
+            if not name.startswith("_") and callable(method) and name not in ("engine", "article_batch"):
                 setattr(storage, name, self._timed(name, method))
+        #: the settle stage's statements, in the transaction of a batch (ArticleBatch methods, timed for
+        #: the duration of the run; ``restore`` puts them back)
+        self._patched = {
+            name: method
+            for name, method in vars(ArticleBatch).items()
+            if not name.startswith("_") and callable(method)
+        }
+        for name, method in self._patched.items():
+            setattr(ArticleBatch, name, self._timed(f"batch.{name}", method))
+
+    def restore(self) -> None:
+        for name, method in self._patched.items():
+            setattr(ArticleBatch, name, method)
 
     def _timed(self, name: str, method: Callable[..., T]) -> Callable[..., T]:
         total = self.totals.setdefault(name, [0, 0.0])
@@ -282,6 +295,7 @@ def measure(
         others = (machine_busy_seconds() - machine_before - sum(cpu.values())) / seconds
         stages_after = stage_totals()
         peak_workers = [_status(p, "VmHWM") for p in pids]
+    timer.restore()
     profile_text = None
     if profiler:
         out = io.StringIO()

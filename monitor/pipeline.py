@@ -1,23 +1,32 @@
 """The orchestrator: the stream, stage by stage.
 
     due feeds ─► poll (conditional GET) ─► parse ─► record new entries (stored once per canonical URL)
-              ─► fetch page ─► extract (or feed text) ─► strip site chrome ─► find its story (exact or
-                 near-duplicate copy) ─► match ─► store article, story and hits
+    discovered articles ─► fetch page ─► extract (process pool) ─► settle: strip site chrome ─► find its
+        story (exact or near-duplicate copy) ─► match ─► store article, story and hits (many per transaction)
+
+The article stages run concurrently, connected by bounded queues, so memory stays bounded whatever the
+backlog and both cores stay busy: the database is the queue of discovered articles (read a page at a time),
+at most ``FETCHERS`` articles are being fetched, ``EXTRACTING_PER_WORKER`` pages per extraction worker are
+being extracted, and extracted articles wait for the settle stage in a queue of ``SETTLE_QUEUE``. The settle
+stage takes whatever has arrived (up to ``SETTLE_BATCH``) and settles it in one transaction, in a thread so
+that fetching goes on meanwhile.
 
 Feeds and articles are handled independently: one failing feed or page is recorded where it belongs and the
-rest go on. Every stage is keyed by the canonical article URL and every write is one transaction, so a crash
+rest go on. Every stage is keyed by the canonical article URL and a batch is one transaction, so a crash
 anywhere is recovered by running again: discovered articles are picked up where they were left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
 import random
 import statistics
-from collections.abc import Callable, Coroutine, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -26,13 +35,13 @@ from typing import Any, TypeVar
 
 from monitor import dedup
 from monitor.chrome import chrome_keys, line_keys, strip_lines
-from monitor.errors import FeedParseError, FetchError, HTTPStatusError, MonitorError
+from monitor.errors import FeedParseError, FetchError, HTTPStatusError, MonitorError, StorageError
 from monitor.extract import extract_page, from_feed_entry
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher, matcher_signature
 from monitor.metrics import ARTICLES_PROCESSED, FEED_ERRORS, FEED_POLLS, HITS, STAGE_SECONDS
-from monitor.storage import NewArticle, Storage
+from monitor.storage import ArticleBatch, NewArticle, Storage
 from monitor.types import (
     ArticleToProcess,
     ExtractedArticle,
@@ -49,7 +58,21 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=24)
 #: an article that fails is retried after this, doubling with each attempt (see MAX_ARTICLE_ATTEMPTS)
 ARTICLE_RETRY_FIRST = timedelta(minutes=5)
-ARTICLE_BATCH = 200
+#: discovered articles read from the database at a time
+ARTICLE_PAGE = 200
+#: articles being fetched at once; the fetcher's own limits (overall, per site, spacing) still apply, so
+#: this only needs to be large enough that articles of one slow site do not hold up the others
+FETCHERS = 64
+#: pages handed to each extraction worker and not back yet: one being extracted, one waiting
+EXTRACTING_PER_WORKER = 2
+#: extracted articles waiting to be settled, and the most settled in one transaction
+SETTLE_QUEUE = 100
+SETTLE_BATCH = 50
+#: how often a running stream looks again for articles whose retry time has come
+RESWEEP_SECONDS = 60.0
+#: how long the compiled topics are used before the database is asked whether they changed: a topic added
+#: or edited from the CLI is matched within this
+TOPICS_CHECK_SECONDS = 2.0
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -87,8 +110,29 @@ class RunReport:
         return [p for p in self.polls if p.status == "error"]
 
 
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """An article on its way to the settle stage: its content, or why it could not be had."""
+
+    item: ArticleToProcess
+    extracted: ExtractedArticle | None
+    #: why the page could not be used (the content then comes from the feed)
+    fetch_error: str | None = None
+    #: an unexpected failure before settling; the article is recorded as failed with it
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What settling one article did: "page", "feed" (where its text came from) or "error"; its hits."""
+
+    article_id: int
+    source: str
+    hits: int = 0
+
+
 class Pipeline:
-    """Runs the stream over the feeds that are due, then over every article waiting to be processed."""
+    """Runs the stream: polls feeds, and moves discovered articles through the article stages."""
 
     def __init__(
         self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now, extractor: Executor | None = None
@@ -97,16 +141,28 @@ class Pipeline:
         thread, which is enough for a handful of articles but uses one core."""
         self.storage, self.fetcher, self.clock, self.extractor = storage, fetcher, clock, extractor
         self._matcher: TopicMatcher | None = None
+        #: when the topics are next read to see whether the matcher is current (monotonic seconds)
+        self._topics_check_at = 0.0
         self._stopping = False
+        self._streams: set[ArticleStream] = set()
+        #: feeds being polled by ``poll_due``, so a feed is never polled twice at once
+        self._polling: dict[int, asyncio.Task[PollOutcome]] = {}
 
     def stop(self) -> None:
         """Finish the articles in hand and start no others (the rest stay queued for the next run)."""
         self._stopping = True
+        for stream in self._streams:
+            stream.wake()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     async def run_once(
         self, *, feed: str | None = None, all_feeds: bool = False, progress: Progress | None = None
     ) -> RunReport:
-        """Poll due feeds (or one named feed, or all), then process every discovered article."""
+        """Poll due feeds (or one named feed, or all) and process every discovered article, the articles
+        of each feed starting as soon as its poll has recorded them; returns when all are settled."""
         now = self.clock()
         if feed is not None:
             feeds = self.storage.feeds_due(now, name=feed)
@@ -115,9 +171,63 @@ class Pipeline:
         else:
             feeds = self.storage.feeds_due(now)
         report = RunReport()
-        report.polls = await self._gather("poll", [self.poll_feed(f) for f in feeds], progress)
-        await self.process_articles(report, progress=progress, feed_id=feeds[0].id if feed else None)
+        async with self.streaming(report, progress=progress, feed_id=feeds[0].id if feed else None) as stream:
+            report.polls = await self._gather(
+                "poll", [self._poll_and_wake(f, stream) for f in feeds], progress
+            )
+            stream.close()
         return report
+
+    async def _poll_and_wake(self, feed: FeedForPoll, stream: ArticleStream) -> PollOutcome:
+        outcome = await self.poll_feed(feed)
+        if outcome.new_entries:
+            stream.wake()
+        return outcome
+
+    @contextlib.asynccontextmanager
+    async def streaming(
+        self, report: RunReport, *, progress: Progress | None = None, feed_id: int | None = None
+    ) -> AsyncIterator[ArticleStream]:
+        """Run the article stages while the block runs. The stream goes on until it is closed and has
+        settled every due article (``ArticleStream.close``), or the pipeline is stopped and has settled
+        the articles in hand; leaving the block waits for that."""
+        stream = ArticleStream(self, report, progress=progress, feed_id=feed_id)
+        running = asyncio.create_task(stream.run())
+        try:
+            yield stream
+        except BaseException:
+            stream.close()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            raise
+        await running
+
+    def poll_due(self, stream: ArticleStream) -> int:
+        """Start polling every due feed not being polled already (for the daemon's tick); the articles
+        they record go into ``stream``. Returns how many polls started."""
+        started = 0
+        for feed in self.storage.feeds_due(self.clock()):
+            if feed.id in self._polling or self._stopping:
+                continue
+            task = asyncio.create_task(self._poll_and_wake(feed, stream))
+            self._polling[feed.id] = task
+            task.add_done_callback(functools.partial(self._polled, feed.id))
+            started += 1
+        return started
+
+    def _polled(self, feed_id: int, task: asyncio.Task[PollOutcome]) -> None:
+        del self._polling[feed_id]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("poll failed unexpectedly: %s", exc, exc_info=exc)
+
+    async def cancel_polls(self) -> None:
+        """Cancel the polls ``poll_due`` started (for a quick stop: a cancelled poll changed nothing, and
+        its feed is polled again at the next start)."""
+        polls = list(self._polling.values())
+        for task in polls:
+            task.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
 
     async def poll_feed(self, feed: FeedForPoll) -> PollOutcome:
         """Fetch and parse one feed and record its new entries; failures are recorded on the feed."""
@@ -162,71 +272,72 @@ class Pipeline:
         log.info("feed polled", extra={"feed": feed.name, "status": result.status, "new": new})
         return PollOutcome(feed.name, "updated", new_entries=new, warning=parsed.warning)
 
-    async def process_articles(
-        self, report: RunReport, *, progress: Progress | None = None, feed_id: int | None = None
-    ) -> None:
-        """Fetch, extract, match and store every discovered article that is due, in batches."""
-        matcher = self._current_matcher()
-        while not self._stopping and (
-            batch := self.storage.articles_to_process(self.clock(), limit=ARTICLE_BATCH, feed_id=feed_id)
-        ):
-            results = await self._gather(
-                "articles", [self.process_article(a, matcher) for a in batch], progress
-            )
-            for hits, source in results:
-                if source == "skipped":
-                    continue
-                report.articles += 1
-                report.hits += hits
-                report.from_feed += source == "feed"
-
-    async def process_article(self, item: ArticleToProcess, matcher: TopicMatcher) -> tuple[int, str]:
-        """One article: fetch → extract (or feed text) → checkpoint → settle; returns (hits, text source).
-        An article whose extraction was checkpointed before is only settled."""
-        if self._stopping:  # waiting for the fetcher's limits; it stays queued
-            return 0, "skipped"
-        now = self.clock()
-        try:
-            extracted, fetch_error = item.extracted, item.fetch_error
-            if extracted is None:
-                extracted, fetch_error = await self._extract(item)
-                self.storage.save_extracted(item.id, extracted, fetch_error=fetch_error)
-            _, matches = self.settle(item, extracted, matcher, fetch_error=fetch_error, now=now)
-        except Exception as exc:  # one article's failure is recorded on it; the stream goes on
-            reason = str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"
-            retry = now + ARTICLE_RETRY_FIRST * (1 << min(item.attempts, 10))
-            self.storage.record_article_error(item.id, error=reason, retry_at=retry)
-            log.error(
-                "article failed: %s",
-                reason,
-                extra={"url": item.url},
-                exc_info=not isinstance(exc, MonitorError),
-            )
-            ARTICLES_PROCESSED.labels("error").inc()
-            return 0, "error"
-        ARTICLES_PROCESSED.labels(extracted.source).inc()
-        HITS.inc(len(matches))
-        for match in matches:
-            log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})
-        return len(matches), extracted.source
-
-    async def _extract(self, item: ArticleToProcess) -> tuple[ExtractedArticle, str | None]:
-        """The article's page, extracted; or its feed text, with why the page could not be used."""
+    async def extract(self, item: ArticleToProcess, slots: asyncio.Semaphore) -> Extracted:
+        """The article's page, fetched and extracted (holding one of ``slots`` while in the pool); or its
+        feed text, with why the page could not be used. A checkpointed extraction is used as it is."""
+        if item.extracted is not None:
+            return Extracted(item, item.extracted, item.fetch_error)
         if item.page_url is None:
-            return from_feed_entry(item.entry), None
+            return Extracted(item, from_feed_entry(item.entry))
         try:
             with STAGE_SECONDS.labels("fetch").time():
                 page = await self.fetcher.fetch_page(item.page_url)
         except FetchError as exc:
             log.info("page not fetched, using the feed's text: %s", exc, extra={"url": item.url})
-            return from_feed_entry(item.entry), str(exc)
-        with STAGE_SECONDS.labels("extract").time():
-            extracted = await asyncio.get_running_loop().run_in_executor(
-                self.extractor, functools.partial(extract_page, page.content, url=page.final_url)
-            )
+            return Extracted(item, from_feed_entry(item.entry), str(exc))
+        async with slots:
+            with STAGE_SECONDS.labels("extract").time():
+                extracted = await asyncio.get_running_loop().run_in_executor(
+                    self.extractor, functools.partial(extract_page, page.content, url=page.final_url)
+                )
         if extracted is None:
-            return from_feed_entry(item.entry), "page has no usable article body"
-        return extracted, None
+            return Extracted(item, from_feed_entry(item.entry), "page has no usable article body")
+        return Extracted(item, extracted)
+
+    def settle_batch(self, batch: Sequence[Extracted]) -> list[Settled]:
+        """Settle extracted articles in one transaction. If anything in it fails, each is settled again in a
+        transaction of its own, so one bad article fails alone, recorded on it, and the others are stored."""
+        matcher = self._current_matcher()
+        now = self.clock()
+        ready = [e for e in batch if e.failure is None]
+        settled = [self._settle_alone(e, matcher, now) for e in batch if e.failure is not None]
+        if len(ready) > 1:
+            try:
+                with self.storage.article_batch() as tx:
+                    together = [self._settle_in(tx, e, matcher, now) for e in ready]
+                return settled + [_counted(s) for s in together]
+            except Exception as exc:
+                log.info("settling %d articles together failed (%s); settling each alone", len(ready), exc)
+        return settled + [self._settle_alone(e, matcher, now) for e in ready]
+
+    def _settle_in(self, tx: ArticleBatch, e: Extracted, matcher: TopicMatcher, now: datetime) -> Settled:
+        if e.failure is not None or e.extracted is None:
+            raise MonitorError(e.failure or "no content")
+        _, matches = self.settle(e.item, e.extracted, matcher, fetch_error=e.fetch_error, now=now, batch=tx)
+        return Settled(e.item.id, e.extracted.source, len(matches))
+
+    def _settle_alone(self, e: Extracted, matcher: TopicMatcher, now: datetime) -> Settled:
+        """One article in its own transaction; a failure is recorded on it, its extraction kept for the
+        retry, and it is retried after ARTICLE_RETRY_FIRST, doubling with each attempt."""
+        try:
+            with self.storage.article_batch() as tx:
+                return _counted(self._settle_in(tx, e, matcher, now))
+        except StorageError:
+            raise
+        except Exception as exc:  # one article's failure is recorded on it; the stream goes on
+            reason = str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"
+            retry = now + ARTICLE_RETRY_FIRST * (1 << min(e.item.attempts, 10))
+            with self.storage.article_batch() as tx:
+                if e.extracted is not None:
+                    tx.checkpoint(e.item.id, e.extracted, fetch_error=e.fetch_error)
+                tx.record_error(e.item.id, error=reason, retry_at=retry)
+            log.error(
+                "article failed: %s",
+                reason,
+                extra={"url": e.item.url},
+                exc_info=not isinstance(exc, MonitorError),
+            )
+            return _counted(Settled(e.item.id, "error"))
 
     def settle(
         self,
@@ -236,18 +347,19 @@ class Pipeline:
         *,
         fetch_error: str | None,
         now: datetime,
+        batch: ArticleBatch,
     ) -> tuple[int, list[TopicMatch]]:
-        """An extracted article's last stages: strip its site's chrome → find its story → match → store it
-        with its story and hits in one transaction. Returns the story id and the hits."""
+        """An extracted article's last stages, in ``batch``'s transaction: strip its site's chrome → find
+        its story → match → store it with its story and hits. Returns the story id and the hits."""
         with STAGE_SECONDS.labels("dedup").time():
             lines = line_keys(extracted.text)
-            extracted = self._without_chrome(extracted, site_of(item.url), lines)
+            extracted = self._without_chrome(batch, extracted, site_of(item.url), lines)
             fingerprint = dedup.fingerprint(f"{extracted.title}\n{extracted.text}")
-            story = self.story_of(item.id, item.url, fingerprint)
+            story = self.story_of(batch, item.id, item.url, fingerprint)
         with STAGE_SECONDS.labels("match").time():
             matches = matcher.match(extracted, url=item.url, feed=item.feed_name)
         with STAGE_SECONDS.labels("store").time():
-            saved = self.storage.save_article(
+            saved = batch.save_article(
                 item.id,
                 extracted=extracted,
                 matches=matches,
@@ -257,33 +369,43 @@ class Pipeline:
                 story_id=story,
                 lines=lines,
             )
-        for earlier in self.storage.archived_by_id(saved.recleaned):  # they lost chrome lines just learned
-            found = matcher.match(earlier.extracted, url=earlier.url, feed=earlier.feed)
-            self.storage.rematch(earlier.id, found, now)
+            for earlier in batch.archived_by_id(saved.recleaned):  # they lost chrome lines just learned
+                found = matcher.match(earlier.extracted, url=earlier.url, feed=earlier.feed)
+                batch.rematch(earlier.id, found, now)
+        for match in matches:
+            log.info("hit", extra={"url": item.url, "topic": match.topic_id, "score": match.score})
         return saved.story_id, matches
 
+    @staticmethod
     def _without_chrome(
-        self, article: ExtractedArticle, site: str, lines: dict[str, str]
+        batch: ArticleBatch, article: ExtractedArticle, site: str, lines: dict[str, str]
     ) -> ExtractedArticle:
         """The article without the lines its site repeats around every article."""
-        chrome = chrome_keys(self.storage.site_lines_seen(site, lines))
+        chrome = chrome_keys(batch.lines_seen(site, lines))
         return replace(article, text=strip_lines(article.text, chrome)) if chrome else article
 
-    def story_of(self, article_id: int, url: str, fingerprint: dedup.Fingerprint) -> int | None:
+    @staticmethod
+    def story_of(
+        batch: ArticleBatch, article_id: int, url: str, fingerprint: dedup.Fingerprint
+    ) -> int | None:
         """The stored story this article is a copy of: the same text, else a near-duplicate (see
         :func:`dedup.find_story`). None: it starts a story of its own."""
-        exact, near = self.storage.copy_candidates(
+        exact, near = batch.copy_candidates(
             fingerprint.content_hash, fingerprint.band_keys, exclude=article_id
         )
         if exact is not None:
             return exact
-        return dedup.find_story(fingerprint, near, site=site_of(url), load_texts=self.storage.article_texts)
+        return dedup.find_story(fingerprint, near, site=site_of(url), load_texts=batch.article_texts)
 
     def _current_matcher(self) -> TopicMatcher:
-        """The compiled topics, rebuilt only when a topic or an alias was added, removed or changed."""
+        """The compiled topics, rebuilt only when a topic or an alias was added, removed or changed (which
+        is looked at every TOPICS_CHECK_SECONDS, and whenever a stream starts)."""
+        if self._matcher is not None and time.monotonic() < self._topics_check_at:
+            return self._matcher
         topics, aliases = self.storage.topics(), self.storage.aliases()
         if self._matcher is None or self._matcher.signature != matcher_signature(topics, aliases):
             self._matcher = TopicMatcher(topics, aliases)
+        self._topics_check_at = time.monotonic() + TOPICS_CHECK_SECONDS
         return self._matcher
 
     def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
@@ -318,6 +440,143 @@ class Pipeline:
             return result
 
         return list(await asyncio.gather(*(tracked(job) for job in jobs)))
+
+
+class ArticleStream:
+    """The article stages of a running pipeline: discovered articles (read from the database) → fetch and
+    extract (``FETCHERS`` at once) → settle (batched), connected by bounded queues.
+
+    Closed (``close``), it ends once every due article has been settled; stopped (``Pipeline.stop``), once
+    the articles in hand are; until then it waits for new articles (``wake``) and looks again every
+    RESWEEP_SECONDS for failed ones whose retry time has come.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        report: RunReport,
+        *,
+        progress: Progress | None = None,
+        feed_id: int | None = None,
+    ) -> None:
+        self.pipeline, self.report, self.progress, self.feed_id = pipeline, report, progress, feed_id
+        self._to_extract: asyncio.Queue[ArticleToProcess | None] = asyncio.Queue(maxsize=FETCHERS)
+        self._to_settle: asyncio.Queue[Extracted | None] = asyncio.Queue(maxsize=SETTLE_QUEUE)
+        workers = getattr(pipeline.extractor, "_max_workers", None) or 1
+        self._extracting = asyncio.Semaphore(EXTRACTING_PER_WORKER * workers)
+        #: articles taken from the database and not settled yet
+        self._in_hand: set[int] = set()
+        self._woken = asyncio.Event()
+        self._closed = False
+        self._taken = self._settled = 0
+        self._failure: StorageError | None = None
+
+    def wake(self) -> None:
+        """New articles were recorded: look for them now."""
+        self._woken.set()
+
+    def close(self) -> None:
+        """No more articles are coming from polls: finish with what is due now."""
+        self._closed = True
+        self._woken.set()
+
+    async def run(self) -> None:
+        """Run the stages until closed and done, or stopped; a database failure that made it stop (the
+        articles it could not store stay queued there) is raised at the end."""
+        fetchers = [asyncio.create_task(self._extract_articles()) for _ in range(FETCHERS)]
+        settler = asyncio.create_task(self._settle_articles())
+        self.pipeline._streams.add(self)
+        self.pipeline._topics_check_at = 0.0  # topics changed while no stream ran are seen at once
+        try:
+            await self._discover()
+        finally:
+            self.pipeline._streams.discard(self)
+            for _ in fetchers:
+                await self._to_extract.put(None)
+            await asyncio.gather(*fetchers)
+            await self._to_settle.put(None)
+            await settler
+        if self._failure is not None:
+            raise self._failure
+
+    async def _discover(self) -> None:
+        """Put every due article not in hand on the fetch queue, sweeping the database a page at a time;
+        then wait to be woken (or for RESWEEP_SECONDS) and sweep again."""
+        while not self.pipeline.stopping and self._failure is None:
+            closed = self._closed
+            self._woken.clear()
+            if await self._sweep() or not closed:
+                if not self._woken.is_set() and not self._closed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._woken.wait(), RESWEEP_SECONDS)
+                continue
+            return
+
+    async def _sweep(self) -> int:
+        """Take every due article not in hand, a page at a time (sites taking turns within a page, so that
+        fetchers waiting on one site's limits do not hold up the others); returns how many."""
+        taken = 0
+        while not self.pipeline.stopping and self._failure is None:
+            page = self.pipeline.storage.articles_to_process(
+                self.pipeline.clock(), limit=ARTICLE_PAGE, feed_id=self.feed_id, exclude=self._in_hand
+            )
+            if not page:
+                break
+            for item in page:
+                self._in_hand.add(item.id)
+                self._taken += 1
+                taken += 1
+                await self._to_extract.put(item)
+        return taken
+
+    async def _extract_articles(self) -> None:
+        while (item := await self._to_extract.get()) is not None:
+            if self.pipeline.stopping:  # not started: it stays queued in the database
+                self._in_hand.discard(item.id)
+                continue
+            try:
+                extracted = await self.pipeline.extract(item, self._extracting)
+            except Exception as exc:  # a broken pool, a bug: recorded on the article by the settle stage
+                extracted = Extracted(item, None, failure=f"{type(exc).__name__}: {exc}")
+            await self._to_settle.put(extracted)
+
+    async def _settle_articles(self) -> None:
+        ended = False
+        while not ended:
+            first = await self._to_settle.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < SETTLE_BATCH and not self._to_settle.empty():
+                if (more := self._to_settle.get_nowait()) is None:
+                    ended = True
+                    break
+                batch.append(more)
+            try:
+                settled = await asyncio.to_thread(self.pipeline.settle_batch, batch)
+            except StorageError as exc:  # the database is out of reach: they stay queued there
+                log.error("could not store %d articles, they stay queued: %s", len(batch), exc)
+                self._failure = exc
+                self._in_hand.difference_update(e.item.id for e in batch)
+                continue
+            for outcome in settled:
+                self._in_hand.discard(outcome.article_id)
+                self._count(outcome)
+
+    def _count(self, outcome: Settled) -> None:
+        self._settled += 1
+        self.report.articles += 1
+        self.report.hits += outcome.hits
+        self.report.from_feed += outcome.source == "feed"
+        if self.progress is not None:
+            self.progress("articles", self._settled, self._taken)
+
+
+def _counted(settled: Settled) -> Settled:
+    """Count a settled article in the metrics."""
+    ARTICLES_PROCESSED.labels(settled.source).inc()
+    HITS.inc(settled.hits)
+    return settled
 
 
 #: how many of a feed's newest entries its publishing rhythm is judged by

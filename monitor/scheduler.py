@@ -1,10 +1,12 @@
 """The daemon: APScheduler wiring only. Scheduling state lives in the database; the jobs just ask it.
 
-Two periodic jobs: a tick that runs the stream over whatever feeds are due, and a digest check that sends
-each subscription's digest once its local time has come and no digest was done since. Deciding "due" from
-the database, rather than with cron triggers, makes a digest missed while the daemon was down go out at
-start, and keeps daylight-saving changes from skipping or doubling one (APScheduler 3.11's CronTrigger
-fires twice in the repeated hour of a fall-back day). SIGTERM/SIGINT let the running job finish, then stop.
+The article stages run for as long as the daemon does (``ArticleStream``); two periodic jobs feed it and
+the mailboxes: a tick that starts polling whatever feeds are due (a feed due between two ticks waits at most
+one tick), and a digest check that sends each subscription's digest once its local time has come and no
+digest was done since. Deciding "due" from the database, rather than with cron triggers, makes a digest
+missed while the daemon was down go out at start, and keeps daylight-saving changes from skipping or
+doubling one (APScheduler 3.11's CronTrigger fires twice in the repeated hour of a fall-back day).
+SIGTERM/SIGINT let the articles in hand and a digest being sent finish, then stop.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import MonitorConfig, Settings, SubscriptionConfig
 from monitor.digest import deliver_digest
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, StorageError
 from monitor.http import StatusServer
 from monitor.metrics import DIGESTS, REGISTRY, StorageCollector
-from monitor.pipeline import Clock, Pipeline, utc_now
+from monitor.pipeline import ArticleStream, Clock, Pipeline, RunReport, utc_now
 from monitor.storage import Storage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TICK_SECONDS = 30
+DEFAULT_TICK_SECONDS = 2.0
 DIGEST_CHECK_SECONDS = 30
+#: after the database failed under the article stream, it starts again after this
+STREAM_RESTART_SECONDS = 10.0
 #: a digest not done this long after its time makes /healthz fail
 DIGEST_GRACE = timedelta(minutes=15)
 
@@ -78,7 +82,9 @@ class Daemon:
         self.tick_seconds, self.digest_check_seconds, self.clock = tick_seconds, digest_check_seconds, clock
         self.http = http
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        #: held while a digest is being delivered, so stopping waits for it
         self._busy = asyncio.Lock()
+        self._stream: ArticleStream | None = None
         #: when a job last started or finished (monotonic seconds): how /healthz tells the scheduler lives
         self._heartbeat = time.monotonic()
 
@@ -119,16 +125,34 @@ class Daemon:
             await self._until(stop, loop)
 
     async def _until(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+        streaming = asyncio.create_task(self._stream_articles(stop))
         try:
             await stop.wait()
         finally:
             self.scheduler.pause()
             self.pipeline.stop()
-            async with self._busy:  # let the running pass finish the articles in hand, or a delivery
+            await self.pipeline.cancel_polls()
+            await streaming  # the articles in hand are settled
+            async with self._busy:  # and a delivery under way finishes
                 self.scheduler.shutdown(wait=False)
                 log.warning("monitor stopped")
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+    async def _stream_articles(self, stop: asyncio.Event) -> None:
+        """The article stages, for as long as the daemon runs; started again after the database failed."""
+        while not stop.is_set():
+            self._stream = ArticleStream(self.pipeline, RunReport())
+            try:
+                await self._stream.run()
+            except StorageError as exc:
+                log.error("article stream stopped, starting again in %g s: %s", STREAM_RESTART_SECONDS, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), STREAM_RESTART_SECONDS)
+            except Exception:  # a bug must not stop the daemon
+                log.exception("article stream failed unexpectedly; starting again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), STREAM_RESTART_SECONDS)
 
     def health(self) -> dict[str, Any]:
         """For /healthz: the database answers, the scheduler runs its jobs, and no digest is overdue (due
@@ -152,26 +176,17 @@ class Daemon:
         return {"healthy": not problems, "problems": problems, "checked_at": now}
 
     async def tick(self) -> None:
-        """One pass of the stream over the due feeds; a failure is logged and the next tick retries."""
-        async with self._busy:
-            self._heartbeat = time.monotonic()
-            try:
-                report = await self.pipeline.run_once()
-            except MonitorError as exc:
-                log.error("stream pass failed: %s", exc)
-                return
-            except Exception:  # a bug must not stop the daemon; the next tick tries again
-                log.exception("stream pass failed unexpectedly")
-                return
-            finally:
-                self._heartbeat = time.monotonic()
-            if report.polls or report.articles:
-                log.info(
-                    "stream pass: %d feeds polled, %d articles, %d hits",
-                    len(report.polls),
-                    report.articles,
-                    report.hits,
-                )
+        """Start polling the feeds that are due; their new articles go into the running stream."""
+        self._heartbeat = time.monotonic()
+        if self._stream is None:
+            return
+        try:
+            started = self.pipeline.poll_due(self._stream)
+        except MonitorError as exc:
+            log.error("could not look for due feeds: %s", exc)
+            return
+        if started:
+            log.info("polling %d feeds", started)
 
     def due_subscriptions(self, now: datetime) -> list[SubscriptionConfig]:
         """Subscriptions with a digest to send now: one in the outbox whose retry time has come, or, with the

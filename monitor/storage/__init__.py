@@ -1,8 +1,8 @@
 """Storage: the models, the engine factory and the Storage class, the only code that opens sessions."""
 
+from monitor.storage.articles import ArchivedArticle, ArticleBatch
 from monitor.storage.engine import ensure_current, make_engine, upgrade
 from monitor.storage.storage import (
-    ArchivedArticle,
     DigestRecord,
     FeedStatus,
     HitView,
@@ -18,6 +18,7 @@ from monitor.storage.storage import (
 
 __all__ = [
     "ArchivedArticle",
+    "ArticleBatch",
     "DigestRecord",
     "FeedStatus",
     "HitView",

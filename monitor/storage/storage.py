@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,10 +17,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from monitor.chrome import LineSeen, strip_lines
 from monitor.config import DEFAULT_POLL_INTERVAL, FeedConfig, SubscriptionConfig
-from monitor.dedup import Candidate, Fingerprint
 from monitor.errors import AlreadyExistsError, NotFoundError, QueryError, StorageError
+from monitor.storage.articles import (
+    DISCOVERED,
+    EXTRACTED,
+    FAILED,
+    MATCHED,
+    ArchivedArticle,
+    ArticleBatch,
+    SavedArticle,
+    representative_rank,
+)
 from monitor.storage.models import (
     Alias,
     Article,
@@ -31,7 +39,6 @@ from monitor.storage.models import (
     Entry,
     Feed,
     Hit,
-    Site,
     SiteLine,
     Story,
     Subscription,
@@ -41,9 +48,6 @@ from monitor.storage.models import (
 from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
 from monitor.urls import site_of
 
-#: article states, in the order an article moves through them; a failed one is retried at its next attempt
-#: time until it has failed MAX_ARTICLE_ATTEMPTS times
-DISCOVERED, EXTRACTED, MATCHED, FAILED = "discovered", "extracted", "matched", "failed"
 #: an article whose content was pruned: kept as a row so its feed entries are not discovered again
 PRUNED = "pruned"
 UNFINISHED = (DISCOVERED, EXTRACTED, FAILED)
@@ -52,17 +56,10 @@ MAX_ARTICLE_ATTEMPTS = 5
 DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY = "sending", "sent", "empty"
 #: digests that carry their hits: the subscription's next window starts after them
 DIGEST_CARRYING = (DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY)
-#: the tables behind the hot lookups of the duplicate check, which bypass the ORM
-_ARTICLES: sa.Table = Article.__table__  # type: ignore[attr-defined]
-_BANDS: sa.Table = ArticleBand.__table__  # type: ignore[attr-defined]
-_FINGERPRINTS: sa.Table = ArticleFingerprint.__table__  # type: ignore[attr-defined]
-#: a copy published this much later than its story's (or its page's) first publication is a stale repost
-REPUBLISHED_AFTER = timedelta(days=3)
 
 
 def _representative_rank(article: Article) -> tuple[bool, datetime]:
-    """Which copy shows a story best: one with its page's text over a feed summary, then the earliest."""
-    return article.text_source != "page", article.published_at or article.discovered_at
+    return representative_rank(article.text_source, article.published_at or article.discovered_at)
 
 
 def sha256(text: str) -> str:
@@ -92,32 +89,6 @@ class TopicSpec:
     languages: tuple[str, ...] = ()
     feeds: tuple[str, ...] = ()
     sites: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ArchivedArticle:
-    """A processed article, as a backtest re-matches it."""
-
-    id: int
-    url: str
-    title: str
-    text: str
-    language: str | None
-    feed: str
-
-    @property
-    def extracted(self) -> ExtractedArticle:
-        """As the matcher takes it."""
-        return ExtractedArticle(self.title, self.text, None, None, self.language, None, "page")
-
-
-@dataclass(frozen=True, slots=True)
-class SavedArticle:
-    """What storing an article did: the story it joined, and the site's articles (itself included) whose
-    text lost lines that became chrome with it (their hits are worth re-matching)."""
-
-    story_id: int
-    recleaned: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,23 +488,35 @@ class Storage:
     # -- articles ------------------------------------------------------------------------------------
 
     def articles_to_process(
-        self, now: datetime, *, limit: int = 500, feed_id: int | None = None
+        self,
+        now: datetime,
+        *,
+        limit: int = 500,
+        feed_id: int | None = None,
+        exclude: Collection[int] = (),
     ) -> list[ArticleToProcess]:
-        """Unfinished articles due for (another) attempt, oldest first: how a crash or failure resumes.
-        An article whose extraction was stored comes with it, to be matched without fetching again."""
+        """Unfinished articles due for (another) attempt (but those in ``exclude``): how a crash or failure
+        resumes. Sites take turns: each site's oldest first, then each site's second oldest, and so on, so
+        that one site's backlog does not keep the others waiting behind its politeness limits. An article
+        whose extraction was stored comes with it, to be matched without fetching again."""
+        due = [
+            col(Article.state).in_(UNFINISHED),
+            col(Article.next_attempt_at) <= now,
+            col(Article.attempts) < MAX_ARTICLE_ATTEMPTS,
+        ]
+        if feed_id is not None:
+            due.append(col(Article.feed_id) == feed_id)
+        if exclude:
+            due.append(col(Article.id).not_in(list(exclude)))
+        turn = sa.func.row_number().over(partition_by=col(Article.site), order_by=col(Article.id))
+        turns = select(col(Article.id).label("id"), turn.label("turn")).where(*due).subquery()
         query = (
             select(Article, Feed.name)
+            .join(turns, turns.c.id == Article.id)
             .join(Feed, col(Feed.id) == Article.feed_id)
-            .where(
-                col(Article.state).in_(UNFINISHED),
-                col(Article.next_attempt_at) <= now,
-                col(Article.attempts) < MAX_ARTICLE_ATTEMPTS,
-            )
-            .order_by(col(Article.id))
+            .order_by(turns.c.turn, col(Article.id))
             .limit(limit)
         )
-        if feed_id is not None:
-            query = query.where(Article.feed_id == feed_id)
         with self._session() as session:
             rows = session.exec(query).all()
         return [self._to_process(a, feed_name) for a, feed_name in rows]
@@ -569,248 +552,29 @@ class Storage:
             fetch_error=a.last_error if a.state == EXTRACTED else None,
         )
 
-    def save_extracted(
-        self, article_id: int, extracted: ExtractedArticle, *, fetch_error: str | None
-    ) -> None:
-        """Checkpoint an article's extraction (the costly stage), so a crash or a failure further on
-        resumes at matching instead of fetching and extracting again."""
-        with self._session() as session:
-            article = self._article(session, article_id)
-            if article.state == MATCHED:
-                return
-            self._set_content(article, extracted)
-            article.state, article.last_error = EXTRACTED, fetch_error
-            session.add(article)
+    @contextmanager
+    def article_batch(self) -> Iterator[ArticleBatch]:
+        """One transaction for settling many articles (see ``ArticleBatch``): committed when the block
+        ends, rolled back whole if it raises."""
+        try:
+            with self.engine.begin() as conn:
+                yield ArticleBatch(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
 
-    @staticmethod
-    def _set_content(article: Article, extracted: ExtractedArticle) -> None:
-        article.title = extracted.title or article.title
-        article.text, article.text_source = extracted.text, extracted.source
-        article.author = extracted.author or article.author
-        article.site_name, article.language = extracted.site_name, extracted.language
-        article.page_published_at = extracted.published
-        article.published_at = article.published_at or extracted.published
-
-    def save_article(
-        self,
-        article_id: int,
-        *,
-        extracted: ExtractedArticle,
-        matches: Sequence[TopicMatch],
-        fetch_error: str | None,
-        now: datetime,
-        fingerprint: Fingerprint | None = None,
-        story_id: int | None = None,
-        lines: Mapping[str, str] | None = None,
-    ) -> SavedArticle:
-        """Store an article's content, its place in a story and its hits, and mark it matched, in one
-        transaction (idempotent). ``story_id`` is the story it is a copy of (None: a new story); ``lines``
-        are the keyed lines of its text as extracted, counted for its site's chrome."""
-        with self._session() as session:
-            article = self._article(session, article_id)
-            first_time = article.state != MATCHED
-            self._set_content(article, extracted)
-            article.state, article.last_error, article.processed_at = MATCHED, fetch_error, now
-            article.attempts += 1
-            story = self._join_story(session, article, story_id if first_time else article.story_id, now)
-            if fingerprint is not None:
-                self._store_fingerprint(session, article, fingerprint)
-            session.add(article)
-            recleaned = []
-            if first_time and lines and article.site:
-                recleaned = self._count_site_lines(session, article.site, lines, now)
-            self._store_hits(session, article_id, matches, now)
-            return SavedArticle(story.id or 0, recleaned)
-
-    @staticmethod
-    def _store_fingerprint(session: Session, article: Article, fingerprint: Fingerprint) -> None:
-        article.content_hash = fingerprint.content_hash or None
-        session.execute(sa.delete(ArticleBand).where(col(ArticleBand.article_id) == article.id))
-        session.execute(sa.delete(ArticleFingerprint).where(col(ArticleFingerprint.article_id) == article.id))
-        if fingerprint.signature:
-            session.add(
-                ArticleFingerprint(
-                    article_id=article.id or 0,
-                    story_id=article.story_id or 0,
-                    site=article.site,
-                    signature=fingerprint.signature,
-                )
-            )
-            session.add_all(
-                ArticleBand(band_key=k, article_id=article.id or 0) for k in fingerprint.band_keys
-            )
-
-    def _join_story(self, session: Session, article: Article, story_id: int | None, now: datetime) -> Story:
-        """Put an article into a story (a new one when ``story_id`` is None); keep the story's representative
-        (page text over feed text, then the earliest) and first publication date; label a stale repost."""
-        story = session.get(Story, story_id) if story_id is not None else None
-        if story is None:
-            story = Story(representative_id=article.id or 0, created_at=now, updated_at=now)
-            session.add(story)
-            session.flush()
-        elif story.representative_id != article.id:
-            current = session.get(Article, story.representative_id)
-            if current is None or _representative_rank(article) < _representative_rank(current):
-                story.representative_id = article.id or 0
-        listed = article.published_at or article.discovered_at
-        page = article.page_published_at
-        # a page date is often only a day: it counts when it is clearly older than the feed's exact time
-        own = page if page is not None and listed - page > timedelta(days=1) else listed
-        earliest = min(d for d in (story.first_published_at, own) if d is not None)
-        article.republished_from = earliest if listed - earliest > REPUBLISHED_AFTER else None
-        story.first_published_at = earliest
-        story.updated_at = now
-        session.add(story)
-        article.story_id = story.id
-        return story
-
-    def site_lines_seen(self, host: str, keys: Collection[str]) -> dict[str, LineSeen]:
-        """How often a site has shown each of these lines before (lines it never showed are left out)."""
-        if not keys:
-            return {}
-        with self._session() as session:
-            site = session.get(Site, host)
-            total = site.articles if site else 0
-            rows = session.exec(
-                select(SiteLine).where(SiteLine.host == host, col(SiteLine.line_key).in_(list(keys)))
-            ).all()
-            return {r.line_key: LineSeen(r.articles, total - r.site_articles_at_first) for r in rows}
-
-    @staticmethod
-    def _count_site_lines(session: Session, host: str, lines: Mapping[str, str], now: datetime) -> list[int]:
-        """Count an article's lines for its site; a line that becomes chrome with it is removed from the
-        site's earlier articles too, so the first copies of a site's furniture do not keep it."""
-        site = session.get(Site, host) or Site(host=host, articles=0)
-        site.articles += 1
-        session.add(site)
-        known = {
-            r.line_key: r
-            for r in session.exec(
-                select(SiteLine).where(SiteLine.host == host, col(SiteLine.line_key).in_(list(lines)))
-            ).all()
-        }
-        became_chrome = {}
-        for key, line in lines.items():
-            row = known.get(key)
-            if row is None:
-                row = SiteLine(
-                    host=host,
-                    line_key=key,
-                    articles=0,
-                    site_articles_at_first=site.articles - 1,
-                    first_seen_at=now,
-                )
-            was_chrome = LineSeen(row.articles, site.articles - 1 - row.site_articles_at_first).is_chrome
-            row.articles += 1
-            if (
-                not was_chrome
-                and LineSeen(row.articles, site.articles - row.site_articles_at_first).is_chrome
-            ):
-                became_chrome[key] = line
-            session.add(row)
-        recleaned: dict[int, Article] = {}
-        for line in became_chrome.values():
-            earlier = session.exec(
-                select(Article).where(
-                    Article.site == host,
-                    Article.state == MATCHED,
-                    col(Article.text).contains(line, autoescape=True),
-                )
-            ).all()
-            for other in earlier:
-                other.text = strip_lines(other.text or "", became_chrome.keys())
-                session.add(other)
-                recleaned[other.id or 0] = other
-        return sorted(recleaned)
-
-    def copy_candidates(
-        self, content_hash: str, band_keys: Sequence[int], *, exclude: int
-    ) -> tuple[int | None, list[Candidate]]:
-        """Where a text may already be stored: the story of an exact copy (if any; then nothing more is
-        looked up), else the articles sharing at least one LSH band with it, its possible near-duplicates.
-        Called for every article: plain Core queries on one connection."""
-        articles, bands, prints = _ARTICLES.c, _BANDS.c, _FINGERPRINTS.c
-        exact = (
-            sa.select(articles.story_id)
-            .where(
-                articles.content_hash == content_hash,
-                articles.story_id.is_not(None),
-                articles.id != exclude,
-            )
-            .order_by(articles.id)
-            .limit(1)
-        )
-        near = (
-            sa.select(prints.article_id, prints.story_id, prints.signature, prints.site)
-            .join_from(_BANDS, _FINGERPRINTS, bands.article_id == prints.article_id)
-            .where(bands.band_key.in_(list(band_keys)), prints.article_id != exclude)
-        )
-        with self._read() as conn:
-            if content_hash and (story := conn.execute(exact).scalar()) is not None:
-                return story, []
-            if not band_keys:
-                return None, []
-            # a join, not "id IN (subquery)", which SQLite runs twice as slow; an article sharing several
-            # bands comes once per band
-            found = {i: (story, sig, site) for i, story, sig, site in conn.execute(near).all()}
-        return None, [
-            Candidate(article_id=i, story_id=story, signature=sig, site=site)
-            for i, (story, sig, site) in found.items()
-        ]
+    def save_article(self, article_id: int, **details: Any) -> SavedArticle:
+        """``ArticleBatch.save_article`` in a transaction of its own."""
+        with self.article_batch() as batch:
+            return batch.save_article(article_id, **details)
 
     def article_texts(self, article_ids: Sequence[int]) -> dict[int, str]:
         """Title and text of articles, as their fingerprints were taken."""
-        articles = _ARTICLES.c
-        query = sa.select(articles.id, articles.title, articles.text).where(
-            articles.id.in_(list(article_ids))
-        )
-        with self._read() as conn:
-            return {i: f"{title}\n{text or ''}" for i, title, text in conn.execute(query).all()}
-
-    def rematch(self, article_id: int, matches: Sequence[TopicMatch], now: datetime) -> None:
-        """Refresh an article's hits after its text changed: update or add those that match, and drop those
-        that no longer do unless a digest already carried them."""
-        carried = select(DigestItem.hit_id)
-        with self._session() as session:
-            matching = [m.topic_id for m in matches]
-            session.execute(
-                sa.delete(Hit).where(
-                    col(Hit.article_id) == article_id,
-                    col(Hit.topic_id).not_in(matching),
-                    col(Hit.id).not_in(carried),
-                )
-            )
-            self._store_hits(session, article_id, matches, now)
+        with self.article_batch() as batch:
+            return batch.article_texts(article_ids)
 
     def archived_by_id(self, article_ids: Sequence[int]) -> list[ArchivedArticle]:
-        query = (
-            select(Article, Feed.name)
-            .join(Feed, col(Feed.id) == Article.feed_id)
-            .where(col(Article.id).in_(list(article_ids)))
-            .order_by(col(Article.id))
-        )
-        with self._session() as session:
-            return [self._archived(a, feed) for a, feed in session.exec(query).all()]
-
-    @staticmethod
-    def _archived(a: Article, feed: str) -> ArchivedArticle:
-        return ArchivedArticle(
-            id=a.id or 0,
-            url=a.url,
-            title=a.title,
-            text=a.text or a.feed_summary,
-            language=a.language,
-            feed=feed,
-        )
-
-    def record_article_error(self, article_id: int, *, error: str, retry_at: datetime) -> None:
-        """An article that could not be processed: failed, with why, retried at ``retry_at`` unless it has
-        now failed MAX_ARTICLE_ATTEMPTS times. Its stored extraction, if any, is kept for the retry."""
-        with self._session() as session:
-            article = self._article(session, article_id)
-            article.attempts += 1
-            article.state, article.last_error, article.next_attempt_at = FAILED, error, retry_at
-            session.add(article)
+        with self.article_batch() as batch:
+            return batch.archived_by_id(article_ids)
 
     def unfinished_articles(self, *, limit: int = 100) -> list[UnfinishedArticle]:
         """Articles not matched yet, failed ones first, then oldest first."""
@@ -984,27 +748,6 @@ class Storage:
         with self._session() as session:
             rows = session.exec(select(Article.state, sa.func.count()).group_by(col(Article.state))).all()
         return dict(rows)
-
-    @staticmethod
-    def _store_hits(session: Session, article_id: int, matches: Sequence[TopicMatch], now: datetime) -> None:
-        existing = {
-            h.topic_id: h for h in session.exec(select(Hit).where(Hit.article_id == article_id)).all()
-        }
-        for match in matches:
-            hit = existing.get(match.topic_id)
-            if hit is None:
-                hit = Hit(
-                    topic_id=match.topic_id,
-                    article_id=article_id,
-                    created_at=now,
-                    topic_version=match.topic_version,
-                    score=match.score,
-                    snippet=match.snippet,
-                )
-            hit.topic_version, hit.score = match.topic_version, match.score
-            hit.matched, hit.snippet = list(match.matched), match.snippet
-            hit.explanation = [dict(clause) for clause in match.explanation]
-            session.add(hit)
 
     # -- topics --------------------------------------------------------------------------------------
 
@@ -1309,6 +1052,17 @@ class Storage:
             last_id = rows[-1][0].id or 0
             yield [self._archived(a, feed) for a, feed in rows]
 
+    @staticmethod
+    def _archived(a: Article, feed: str) -> ArchivedArticle:
+        return ArchivedArticle(
+            id=a.id or 0,
+            url=a.url,
+            title=a.title,
+            text=a.text or a.feed_summary,
+            language=a.language,
+            feed=feed,
+        )
+
     def topic_hits(self, topic_id: int) -> dict[int, StoredHit]:
         """The stored hits of a topic by article id, with whether a sent digest carried them."""
         delivered = (
@@ -1331,8 +1085,9 @@ class Storage:
             if remove:
                 session.execute(sa.delete(DigestItem).where(col(DigestItem.hit_id).in_(list(remove))))
                 session.execute(sa.delete(Hit).where(col(Hit.id).in_(list(remove))))
+            batch = ArticleBatch(session.connection())
             for article_id, match in matches.items():
-                self._store_hits(session, article_id, [match], now)
+                batch.store_hits(article_id, [match], now)
 
     # -- subscriptions and digests -------------------------------------------------------------------
 
