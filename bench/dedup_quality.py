@@ -54,7 +54,7 @@ from monitor.config import FeedConfig, NetworkConfig
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
 from monitor.pipeline import Pipeline
-from monitor.storage import NewArticle, Storage, make_engine, upgrade
+from monitor.storage import FeedUpdated, NewArticle, Storage, make_engine, upgrade
 from monitor.storage.models import Article, ArticleBand, ArticleFingerprint, Feed, Story
 from monitor.types import ExtractedArticle, FeedEntry
 
@@ -303,16 +303,20 @@ def run_stream(docs: list[Doc], database_url: str) -> dict[str, int]:
         )
         for d in docs
     ]
-    storage.record_poll(
-        feed.id,
-        status=200,
-        title=None,
-        etag=None,
-        last_modified=None,
-        final_url=feed.url,
-        articles=entries,
-        now=NOW,
-        next_poll_at=NOW,
+    storage.record_polls(
+        [
+            FeedUpdated(
+                feed.id,
+                NOW,
+                status=200,
+                title=None,
+                etag=None,
+                last_modified=None,
+                final_url=feed.url,
+                articles=entries,
+                next_poll_at=NOW,
+            )
+        ]
     )
     items = {i.url: i for i in storage.articles_to_process(NOW, limit=len(docs) + 1)}
     pipeline = Pipeline(storage, Fetcher(NetworkConfig()))

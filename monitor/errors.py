@@ -64,6 +64,18 @@ FeedParseErrorKind = Literal["empty", "html", "parse"]
 class MonitorError(Exception):
     """Base of every error monitor raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle as the message and the attributes, whatever the class's own arguments: errors raised in
+        a worker process (parsing a feed, extracting a page) reach the daemon intact."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[MonitorError], args: tuple[object, ...], state: dict[str, object]) -> MonitorError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(MonitorError):
     """A configuration file or setting is invalid."""

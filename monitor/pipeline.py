@@ -31,7 +31,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from monitor import dedup
 from monitor.chrome import chrome_keys, line_keys, strip_lines
@@ -41,7 +41,14 @@ from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher, matcher_signature
 from monitor.metrics import ARTICLES_PROCESSED, FEED_ERRORS, FEED_POLLS, HITS, STAGE_SECONDS
-from monitor.storage import ArticleBatch, NewArticle, Storage
+from monitor.storage import (
+    ArticleBatch,
+    FeedFailed,
+    FeedNotModified,
+    FeedUpdated,
+    NewArticle,
+    Storage,
+)
 from monitor.types import (
     ArticleToProcess,
     ExtractedArticle,
@@ -75,6 +82,7 @@ RESWEEP_SECONDS = 60.0
 TOPICS_CHECK_SECONDS = 2.0
 
 T = TypeVar("T")
+R = TypeVar("R")
 Clock = Callable[[], datetime]
 #: called as (stage, done, total) while a run goes on; for progress bars
 Progress = Callable[[str, int, int], None]
@@ -137,14 +145,16 @@ class Pipeline:
     def __init__(
         self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now, extractor: Executor | None = None
     ) -> None:
-        """``extractor``: where pages are extracted (see monitor.extract.extraction_pool); by default a
-        thread, which is enough for a handful of articles but uses one core."""
+        """``extractor``: where pages are extracted and feeds parsed (see monitor.extract.extraction_pool);
+        by default a thread, which is enough for a handful of feeds and articles but uses one core."""
         self.storage, self.fetcher, self.clock, self.extractor = storage, fetcher, clock, extractor
         self._matcher: TopicMatcher | None = None
         #: when the topics are next read to see whether the matcher is current (monotonic seconds)
         self._topics_check_at = 0.0
         self._stopping = False
         self._streams: set[ArticleStream] = set()
+        #: poll results go to the database together when they finish together (group commit)
+        self._record_poll = GroupCommit(storage.record_polls)
         #: feeds being polled by ``poll_due``, so a feed is never polled twice at once
         self._polling: dict[int, asyncio.Task[PollOutcome]] = {}
 
@@ -172,15 +182,24 @@ class Pipeline:
             feeds = self.storage.feeds_due(now)
         report = RunReport()
         async with self.streaming(report, progress=progress, feed_id=feeds[0].id if feed else None) as stream:
-            report.polls = await self._gather(
-                "poll", [self._poll_and_wake(f, stream) for f in feeds], progress
-            )
+            report.polls = await self.poll_feeds(feeds, stream=stream, progress=progress)
             stream.close()
         return report
 
-    async def _poll_and_wake(self, feed: FeedForPoll, stream: ArticleStream) -> PollOutcome:
+    async def poll_feeds(
+        self,
+        feeds: Sequence[FeedForPoll],
+        *,
+        stream: ArticleStream | None = None,
+        progress: Progress | None = None,
+    ) -> list[PollOutcome]:
+        """Poll feeds concurrently (within the fetcher's limits); the articles they record go into
+        ``stream`` as soon as each poll has recorded them."""
+        return await self._gather("poll", [self._poll_and_wake(f, stream) for f in feeds], progress)
+
+    async def _poll_and_wake(self, feed: FeedForPoll, stream: ArticleStream | None) -> PollOutcome:
         outcome = await self.poll_feed(feed)
-        if outcome.new_entries:
+        if outcome.new_entries and stream is not None:
             stream.wake()
         return outcome
 
@@ -230,7 +249,8 @@ class Pipeline:
         await asyncio.gather(*polls, return_exceptions=True)
 
     async def poll_feed(self, feed: FeedForPoll) -> PollOutcome:
-        """Fetch and parse one feed and record its new entries; failures are recorded on the feed."""
+        """Fetch and parse one feed and record its new entries; failures are recorded on the feed. The
+        record goes to the database with those of the polls that finish about the same time."""
         now = self.clock()
         try:
             with STAGE_SECONDS.labels("poll").time():
@@ -240,31 +260,32 @@ class Pipeline:
             if isinstance(result, NotModified):
                 FEED_POLLS.labels("not_modified").inc()
                 interval = _clamp(feed.interval * QUIET_GROWTH, feed)
-                self.storage.record_not_modified(
-                    feed.id,
-                    status=304,
-                    now=now,
-                    next_poll_at=_next_poll(now, interval, result.max_age),
-                    interval=interval,
-                )
+                next_poll = _next_poll(now, interval, result.max_age)
+                await self._record_poll(FeedNotModified(feed.id, now, next_poll, interval))
                 log.info("feed not modified", extra={"feed": feed.name, "status": 304})
                 return PollOutcome(feed.name, "not_modified")
-            parsed = parse_feed(result.content, url=result.final_url, content_type=result.content_type)
+            parsed = await asyncio.get_running_loop().run_in_executor(
+                self.extractor,
+                functools.partial(
+                    parse_feed, result.content, url=result.final_url, content_type=result.content_type
+                ),
+            )
         except (FetchError, FeedParseError) as exc:
-            return self._feed_failed(feed, exc, now)
-        articles = [_new_article(e, result.final_url) for e in parsed.entries]
+            return await self._feed_failed(feed, exc, now)
         interval = polling_interval(feed, [e.published for e in parsed.entries], now)
-        new = self.storage.record_poll(
-            feed.id,
-            status=result.status,
-            title=parsed.title,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            final_url=result.final_url,
-            articles=articles,
-            now=now,
-            next_poll_at=_next_poll(now, interval, result.max_age),
-            interval=interval,
+        new = await self._record_poll(
+            FeedUpdated(
+                feed.id,
+                now,
+                status=result.status,
+                title=parsed.title,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                final_url=result.final_url,
+                articles=[_new_article(e, result.final_url) for e in parsed.entries],
+                next_poll_at=_next_poll(now, interval, result.max_age),
+                interval=interval,
+            )
         )
         FEED_POLLS.labels("updated").inc()
         if parsed.warning:
@@ -408,21 +429,18 @@ class Pipeline:
         self._topics_check_at = time.monotonic() + TOPICS_CHECK_SECONDS
         return self._matcher
 
-    def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
+    async def _feed_failed(self, feed: FeedForPoll, exc: MonitorError, now: datetime) -> PollOutcome:
         """Record the error on the feed; back off exponentially (honouring Retry-After), never give up."""
         FEED_POLLS.labels("error").inc()
         FEED_ERRORS.labels(exc.kind if isinstance(exc, FetchError | FeedParseError) else "other").inc()
         status = exc.status if isinstance(exc, HTTPStatusError) else None
         if status == 410:  # Gone: the publisher says so; polling on would only hammer it
-            self.storage.record_feed_error(feed.id, error=str(exc), status=status, now=now, next_poll_at=now)
             reason = "410 Gone: the publisher removed this feed; change its url in feeds.yaml to poll again"
-            self.storage.disable_feed(feed.id, reason=reason, now=now)
+            await self._record_poll(FeedFailed(feed.id, now, str(exc), status, now, disabled_reason=reason))
             log.warning("feed disabled: %s", exc, extra={"feed": feed.name, "status": status})
             return PollOutcome(feed.name, "error", error=f"{exc} (feed disabled)")
         delay = feed_backoff(feed.interval, feed.consecutive_errors, exc)
-        self.storage.record_feed_error(
-            feed.id, error=str(exc), status=status, now=now, next_poll_at=now + delay
-        )
+        await self._record_poll(FeedFailed(feed.id, now, str(exc), status, now + delay))
         log.warning("feed failed: %s", exc, extra={"feed": feed.name, "status": status})
         return PollOutcome(feed.name, "error", error=str(exc))
 
@@ -440,6 +458,51 @@ class Pipeline:
             return result
 
         return list(await asyncio.gather(*(tracked(job) for job in jobs)))
+
+
+class GroupCommit(Generic[T, R]):
+    """Writes that callers await one by one, sent to the database together: a write waits ``linger``
+    seconds for company, and the items that arrive while a write is under way go in the next one, up to
+    ``most`` at a time, in a thread. If a write fails, its items are written again one by one, so that only
+    the one at fault fails (raised to its caller)."""
+
+    def __init__(self, write: Callable[[list[T]], list[R]], *, most: int = 500, linger: float = 0.02) -> None:
+        self._write, self._most, self._linger = write, most, linger
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending())
+        return await done
+
+    async def _write_pending(self) -> None:
+        try:
+            await asyncio.sleep(self._linger)
+            while self._pending:
+                batch, self._pending = self._pending[: self._most], self._pending[self._most :]
+                try:
+                    results = await asyncio.to_thread(self._write, [item for item, _ in batch])
+                except Exception:
+                    results = None
+                if results is not None:
+                    for (_, done), result in zip(batch, results, strict=True):
+                        if not done.done():  # its caller may have been cancelled meanwhile
+                            done.set_result(result)
+                    continue
+                for item, done in batch:
+                    try:
+                        [result] = await asyncio.to_thread(self._write, [item])
+                    except Exception as exc:
+                        if not done.done():
+                            done.set_exception(exc)
+                    else:
+                        if not done.done():
+                            done.set_result(result)
+        finally:
+            self._writer = None
 
 
 class ArticleStream:

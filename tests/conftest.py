@@ -21,7 +21,7 @@ from monitor.config import NetworkConfig
 from monitor.fetch import Fetcher
 from monitor.loopback import LoopbackSite
 from monitor.pipeline import Pipeline, RunReport
-from monitor.storage import Storage, make_engine, upgrade
+from monitor.storage import FeedUpdated, Storage, make_engine, upgrade
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PG_ADMIN_URL = os.environ.get("MONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -146,17 +146,22 @@ def smtp() -> Iterator[tuple[SMTPSink, int]]:
 
 def record_entries(storage: Storage, feed_id: int, articles: list[Any], now: Any) -> int:
     """Record a successful poll of ``feed_id`` that listed ``articles`` (NewArticle values)."""
-    return storage.record_poll(
-        feed_id,
-        status=200,
-        title=None,
-        etag=None,
-        last_modified=None,
-        final_url="https://feed.example/rss",
-        articles=articles,
-        now=now,
-        next_poll_at=now,
+    [new] = storage.record_polls(
+        [
+            FeedUpdated(
+                feed_id,
+                now,
+                status=200,
+                title=None,
+                etag=None,
+                last_modified=None,
+                final_url="https://feed.example/rss",
+                articles=articles,
+                next_poll_at=now,
+            )
+        ]
     )
+    return new
 
 
 def serve_kremlin(site: LoopbackSite) -> dict[str, Any]:

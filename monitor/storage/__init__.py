@@ -2,11 +2,11 @@
 
 from monitor.storage.articles import ArchivedArticle, ArticleBatch
 from monitor.storage.engine import ensure_current, make_engine, upgrade
+from monitor.storage.polls import FeedFailed, FeedNotModified, FeedUpdated, NewArticle, PollResult
 from monitor.storage.storage import (
     DigestRecord,
     FeedStatus,
     HitView,
-    NewArticle,
     OutboxDigest,
     Storage,
     StoredHit,
@@ -20,10 +20,14 @@ __all__ = [
     "ArchivedArticle",
     "ArticleBatch",
     "DigestRecord",
+    "FeedFailed",
+    "FeedNotModified",
     "FeedStatus",
+    "FeedUpdated",
     "HitView",
     "NewArticle",
     "OutboxDigest",
+    "PollResult",
     "Storage",
     "StoredHit",
     "StoryCopy",

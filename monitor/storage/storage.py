@@ -6,7 +6,6 @@ only the plain values defined here and in ``monitor.types``.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,6 @@ from monitor.storage.models import (
     ArticleFingerprint,
     Digest,
     DigestItem,
-    Entry,
     Feed,
     Hit,
     SiteLine,
@@ -45,8 +43,8 @@ from monitor.storage.models import (
     Topic,
     UTCDateTime,
 )
+from monitor.storage.polls import PollResult, record_polls
 from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
-from monitor.urls import site_of
 
 #: an article whose content was pruned: kept as a row so its feed entries are not discovered again
 PRUNED = "pruned"
@@ -60,19 +58,6 @@ DIGEST_CARRYING = (DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY)
 
 def _representative_rank(article: Article) -> tuple[bool, datetime]:
     return representative_rank(article.text_source, article.published_at or article.discovered_at)
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class NewArticle:
-    """A feed entry to record: the entry, the canonical URL of its article and where its page is."""
-
-    entry: FeedEntry
-    url: str
-    page_url: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +236,15 @@ class Storage:
             raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
 
     @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A plain connection in a transaction, for the stream's batched writes (Core statements)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+
+    @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         """A plain connection for hot read-only lookups, without the ORM session's bookkeeping."""
         try:
@@ -333,116 +327,11 @@ class Storage:
             max_interval=timedelta(seconds=f.max_interval_seconds),
         )
 
-    def record_not_modified(
-        self, feed_id: int, *, status: int, now: datetime, next_poll_at: datetime, interval: timedelta
-    ) -> None:
-        """A 304: the feed is healthy and unchanged; ``interval`` is its polling interval from now on."""
-        with self._session() as session:
-            feed = self._feed(session, feed_id)
-            feed.interval_seconds = int(interval.total_seconds())
-            feed.last_polled_at = feed.last_success_at = now
-            feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
-            feed.failing_since = None
-            feed.next_poll_at = next_poll_at
-            session.add(feed)
-
-    def record_poll(
-        self,
-        feed_id: int,
-        *,
-        status: int,
-        title: str | None,
-        etag: str | None,
-        last_modified: str | None,
-        final_url: str,
-        articles: Sequence[NewArticle],
-        now: datetime,
-        next_poll_at: datetime,
-        interval: timedelta | None = None,
-    ) -> int:
-        """Store a successful poll: the feed's new state (``interval``: its polling interval from now on)
-        and its new entries, in one transaction.
-
-        Entries already seen in this feed are skipped; an article already known through another feed or URL
-        is linked, not stored again. Returns how many entries were new to this feed.
-        """
-        with self._session() as session:
-            feed = self._feed(session, feed_id)
-            feed.title, feed.etag, feed.last_modified, feed.final_url = title, etag, last_modified, final_url
-            if interval is not None:
-                feed.interval_seconds = int(interval.total_seconds())
-            feed.last_polled_at = feed.last_success_at = now
-            feed.last_status, feed.consecutive_errors, feed.last_error = status, 0, None
-            feed.failing_since = None
-            feed.next_poll_at = next_poll_at
-            session.add(feed)
-            key_hashes = {sha256(a.entry.key): a for a in articles}
-            seen = set(
-                session.exec(
-                    select(Entry.key_hash).where(
-                        Entry.feed_id == feed_id, col(Entry.key_hash).in_(list(key_hashes))
-                    )
-                ).all()
-            )
-            fresh = {h: a for h, a in key_hashes.items() if h not in seen}
-            url_hashes = {sha256(a.url) for a in fresh.values()}
-            known = {
-                a.url_hash: a
-                for a in session.exec(
-                    select(Article).where(col(Article.url_hash).in_(list(url_hashes)))
-                ).all()
-            }
-            for item in fresh.values():  # articles first (one flush gives them ids), then the entries
-                url_hash = sha256(item.url)
-                if url_hash not in known:
-                    known[url_hash] = Article(
-                        url_hash=url_hash,
-                        url=item.url,
-                        page_url=item.page_url,
-                        site=site_of(item.url),
-                        feed_id=feed_id,
-                        state=DISCOVERED,
-                        title=item.entry.title,
-                        feed_summary=item.entry.summary,
-                        author=item.entry.author,
-                        published_at=item.entry.published,
-                        discovered_at=now,
-                        next_attempt_at=now,
-                    )
-                    session.add(known[url_hash])
-            session.flush()
-            for key_hash, item in fresh.items():
-                article_id = known[sha256(item.url)].id or 0
-                session.add(
-                    Entry(
-                        feed_id=feed_id,
-                        key_hash=key_hash,
-                        key=item.entry.key,
-                        article_id=article_id,
-                        first_seen_at=now,
-                    )
-                )
-            new = len(fresh)
-            return new
-
-    def record_feed_error(
-        self, feed_id: int, *, error: str, status: int | None, now: datetime, next_poll_at: datetime
-    ) -> None:
-        """A failed poll, kept on the feed until the next success."""
-        with self._session() as session:
-            feed = self._feed(session, feed_id)
-            feed.last_polled_at, feed.last_status, feed.last_error = now, status, error
-            feed.failing_since = feed.failing_since or now
-            feed.consecutive_errors += 1
-            feed.next_poll_at = next_poll_at
-            session.add(feed)
-
-    def disable_feed(self, feed_id: int, *, reason: str, now: datetime) -> None:
-        """Stop polling a feed for good (until its URL changes), saying why."""
-        with self._session() as session:
-            feed = self._feed(session, feed_id)
-            feed.last_polled_at, feed.disabled_reason = now, reason
-            session.add(feed)
+    def record_polls(self, results: Sequence[PollResult]) -> list[int]:
+        """Record polls in one transaction (see ``monitor.storage.polls``); returns, for each, how many of
+        its entries were new to its feed."""
+        with self._write() as conn:
+            return record_polls(conn, results)
 
     def feed_statuses(self) -> list[FeedStatus]:
         counts = select(Article.feed_id, sa.func.count().label("n")).group_by(col(Article.feed_id)).subquery()
@@ -556,11 +445,8 @@ class Storage:
     def article_batch(self) -> Iterator[ArticleBatch]:
         """One transaction for settling many articles (see ``ArticleBatch``): committed when the block
         ends, rolled back whole if it raises."""
-        try:
-            with self.engine.begin() as conn:
-                yield ArticleBatch(conn)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+        with self._write() as conn:
+            yield ArticleBatch(conn)
 
     def save_article(self, article_id: int, **details: Any) -> SavedArticle:
         """``ArticleBatch.save_article`` in a transaction of its own."""
