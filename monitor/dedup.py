@@ -1,7 +1,7 @@
 """Duplicate detection: which stored story an article is a copy of.
 
 Three tests, cheapest first: the canonical URL (done when entries are recorded), an exact hash of the
-normalised text, and near-duplicates by MinHash over word shingles (datasketch). Near-duplicate candidates
+normalised text, and near-duplicates by MinHash over word shingles. Near-duplicate candidates
 come from locality-sensitive hashing: the signature is cut into bands, and any stored article sharing a band
 with this one is a candidate (storage keeps the band keys in an indexed table, so the index lives in the
 database, not in a process). A candidate whose signature shows an overlap far above the threshold is a copy;
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
-from datasketch import MinHash
 
 #: words per shingle: 3 keeps formulaic texts on different events apart while word-spun copies still share
 #: a third of their shingles at 20% spin
@@ -94,10 +93,35 @@ def fingerprint(text: str) -> Fingerprint:
     if len(words) < MIN_WORDS:
         return Fingerprint(content_hash, b"", ())
     shingled = shingles(words)
-    minhash = MinHash(num_perm=NUM_PERM, seed=_SEED, hashfunc=zlib.crc32, **_permutations())
-    minhash.update_batch([s.encode("utf-8") for s in shingled])
-    values = minhash.hashvalues.astype("<u4")
-    return Fingerprint(content_hash, values.tobytes(), band_keys(values), frozenset(shingled))
+    values = minhash(np.fromiter((zlib.crc32(s.encode()) for s in shingled), np.uint32, len(shingled)))
+    return Fingerprint(content_hash, values.astype("<u4").tobytes(), band_keys(values), frozenset(shingled))
+
+
+def minhash(hashes: np.ndarray) -> np.ndarray:
+    """The MinHash signature (NUM_PERM uint32 values) of a set, given its members' 32-bit hashes.
+
+    The scheme is datasketch's "affine32" (datasketch 2.0's default, with which the stored signatures were
+    first made, and which a test checks this against): each hash is mixed by MurmurHash3's finalizer, then
+    put through NUM_PERM affine maps h -> a*h + b mod 2^32 seeded by _SEED; the signature is each map's
+    minimum. Written out here because importing datasketch imports SciPy for its LSH parameter search,
+    41 MB of the daemon's memory for two lines of arithmetic, and because a library changing its default
+    scheme would silently make new signatures incomparable with stored ones."""
+    a, b = _permutations()
+    mixed = _fmix32(hashes.astype(np.uint32)).reshape(-1, 1)
+    with np.errstate(over="ignore"):
+        signature: np.ndarray = (mixed * a + b).min(axis=0)
+    return signature
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer (a bijection that spreads every input bit over the output)."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(0x85EBCA6B)
+        h = h ^ (h >> np.uint32(13))
+        h = h * np.uint32(0xC2B2AE35)
+        mixed: np.ndarray = h ^ (h >> np.uint32(16))
+    return mixed
 
 
 def band_keys(values: np.ndarray) -> tuple[int, ...]:
@@ -169,7 +193,9 @@ def _ranked(
 
 
 @cache
-def _permutations() -> dict[str, object]:
-    """The permutations of the seed, made once (datasketch would remake them for every MinHash)."""
-    template = MinHash(num_perm=NUM_PERM, seed=_SEED)
-    return {"permutations": template.permutations, "scheme": template.scheme}
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    """The NUM_PERM affine maps (a odd, b any) of the seed, drawn as datasketch draws them."""
+    rng = np.random.RandomState(_SEED)
+    a = rng.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = rng.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b

@@ -5,6 +5,7 @@ import email.policy
 import json
 import random
 import re
+import zlib
 from datetime import UTC, datetime, timedelta
 from html import escape
 
@@ -111,6 +112,28 @@ def test_near_duplicates_on_real_texts():
     assert story(spin(original, 0.2), "en.kremlin.ru") is None
     # and the LSH bands make the spun copy a candidate in the first place
     assert set(mine.band_keys) & set(dedup.fingerprint(spin(original, 0.2)).band_keys)
+
+
+def test_signatures_are_the_ones_datasketch_made_for_the_stored_articles():
+    """monitor computes MinHash itself (see dedup.minhash); signatures already stored were made with
+    datasketch's MinHash (2.0, scheme affine32, crc32 of each shingle), and must stay comparable."""
+    datasketch = pytest.importorskip("datasketch")
+    template = datasketch.MinHash(num_perm=dedup.NUM_PERM, seed=dedup._SEED, scheme="affine32")
+    lines = corpus_path("news_texts", "articles.jsonl").read_text().splitlines()
+    for found in map(json.loads, lines[:300]):
+        text = f"{found['title']}\n{found['text']}"
+        mine = dedup.fingerprint(text)
+        if not mine.signature:
+            continue
+        theirs = datasketch.MinHash(
+            num_perm=dedup.NUM_PERM,
+            seed=dedup._SEED,
+            hashfunc=zlib.crc32,
+            permutations=template.permutations,
+            scheme=template.scheme,
+        )
+        theirs.update_batch([s.encode("utf-8") for s in dedup.shingles(dedup.tokens(text))])
+        assert mine.signature == theirs.hashvalues.astype("<u4").tobytes()
 
 
 # -- stories through the stream -------------------------------------------------------------------------
