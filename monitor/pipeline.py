@@ -251,12 +251,14 @@ class Pipeline:
     async def poll_feed(self, feed: FeedForPoll) -> PollOutcome:
         """Fetch and parse one feed and record its new entries; failures are recorded on the feed. The
         record goes to the database with those of the polls that finish about the same time."""
-        now = self.clock()
         try:
             with STAGE_SECONDS.labels("poll").time():
-                result = await self.fetcher.fetch_feed(
-                    feed.url, etag=feed.etag, last_modified=feed.last_modified
-                )
+                try:
+                    result = await self.fetcher.fetch_feed(
+                        feed.url, etag=feed.etag, last_modified=feed.last_modified
+                    )
+                finally:  # when the answer came, not when the poll began to wait for the site's turn
+                    now = self.clock()
             if isinstance(result, NotModified):
                 FEED_POLLS.labels("not_modified").inc()
                 interval = _clamp(feed.interval * QUIET_GROWTH, feed)
