@@ -22,6 +22,7 @@ from monitor.digest.build import KIND_ALERT, KIND_DIGEST, Digest, build_digest
 from monitor.digest.document import digest_id, dumps, loads, to_document
 from monitor.digest.feed import DEFAULT_ENTRIES, atom_feed, json_export
 from monitor.digest.render import compose_message, new_message_id, render_html, render_text
+from monitor.digest.schedule import next_scheduled
 from monitor.digest.send import send_message
 from monitor.digest.summary import lead
 from monitor.digest.webhook import post_webhook
@@ -30,8 +31,10 @@ from monitor.storage import HitView, OutboxDelivery, Storage
 from monitor.storage.storage import DIGEST_EMPTY, DIGEST_SENDING, DIGEST_SENT
 
 __all__ = [
+    "AlertPreview",
     "DeliveryResult",
     "Digest",
+    "Preview",
     "alert_wait",
     "deliver_alerts",
     "deliver_digest",
@@ -39,6 +42,7 @@ __all__ = [
     "owed_hit_ids",
     "prepare_alert",
     "prepare_digest",
+    "preview_digest",
     "render_html",
     "render_text",
     "retry_delay",
@@ -69,6 +73,26 @@ class DeliveryResult:
     topic: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AlertPreview:
+    """The alert a topic would send now, and when the rate limit lets it go (None: at once)."""
+
+    digest: Digest
+    wait: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a subscription's next digest would contain so far, when it is due, and the alerts waiting."""
+
+    subscription: SubscriptionConfig
+    #: the periodic digest (for as-it-happens: every story waiting for an alert, together)
+    digest: Digest
+    #: when the periodic digest is due (None: as-it-happens)
+    next_at: datetime | None
+    alerts: dict[str, AlertPreview]
+
+
 def retry_delay(failures: int) -> timedelta:
     """How long a delivery waits after its ``failures``-th failed send."""
     return min(RETRY_MAX, RETRY_FIRST * (1 << min(failures - 1, 10)))
@@ -83,6 +107,23 @@ def prepare_digest(storage: Storage, subscription: SubscriptionConfig, *, now: d
 def prepare_alert(storage: Storage, subscription: SubscriptionConfig, topic: str, *, now: datetime) -> Digest:
     """The alert of ``topic`` the subscription would get now: its owed hits not alerted yet."""
     return _prepare(storage, subscription, [topic], KIND_ALERT, now)
+
+
+def preview_digest(storage: Storage, subscription: SubscriptionConfig, *, now: datetime) -> Preview:
+    """What the subscription's next scheduled digest would contain if it went out now, and the stories
+    each alerting topic has waiting; nothing is recorded."""
+    topics = subscription.digest_topics if subscription.periodic else subscription.topics
+    alerts = {}
+    for topic in subscription.alert_topics:
+        alert = prepare_alert(storage, subscription, topic, now=now)
+        if alert.count:
+            alerts[topic] = AlertPreview(alert, alert_wait(storage, subscription, topic, now))
+    return Preview(
+        subscription=subscription,
+        digest=_prepare(storage, subscription, topics, KIND_DIGEST, now),
+        next_at=next_scheduled(subscription, now),
+        alerts=alerts,
+    )
 
 
 def _prepare(
