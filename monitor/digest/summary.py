@@ -10,6 +10,8 @@ from monitor.topics import tokenize
 
 #: about two lines of the digest at desktop width
 SUMMARY_CHARS = 240
+#: a lead this long says what the story is; the next paragraph would mostly say it again
+_ENOUGH_CHARS = 140
 #: a line shorter than this that does not end a sentence is furniture ("Join our Telegram channel",
 #: "Photo: Reuters", a byline), not a lead
 _MIN_SENTENCE_CHARS = 60
@@ -40,7 +42,7 @@ def lead(text: str, *, title: str = "", furniture: Collection[str] = ()) -> str:
         if picked and _same_sentence(picked[-1], line):
             continue  # a standfirst followed by the body's first paragraph that says it again
         picked.append(line)
-        if sum(len(p) + 1 for p in picked) >= SUMMARY_CHARS:
+        if sum(len(p) + 1 for p in picked) >= _ENOUGH_CHARS:
             break
     return shorten(" ".join(picked), SUMMARY_CHARS)
 
