@@ -3,11 +3,12 @@ remote resources; all article-derived text escaped), plain text, and the email m
 
 from __future__ import annotations
 
+import secrets
 import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 from functools import cache
 from typing import Any
 from urllib.parse import quote
@@ -168,5 +169,5 @@ def compose_message(
 
 def new_message_id(*, kind: str, subscription: str, topic: str | None, sender: str) -> str:
     """A fresh Message-ID naming what it is: <…digest.morning@example.org>, <…alert.morning.xi@…>."""
-    parts = [kind, subscription, *([topic] if topic else [])]
-    return make_msgid(idstring=".".join(parts), domain=_domain(sender))
+    parts = [secrets.token_hex(8), kind, subscription, *([topic] if topic else [])]
+    return f"<{'.'.join(parts)}@{_domain(sender)}>"
