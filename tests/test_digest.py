@@ -191,7 +191,9 @@ def test_min_score_and_empty_digests(storage, smtp):
     )
     storage.sync_subscriptions([wants_empty], NOW)
     result = deliver_digest(storage, wants_empty, settings_for(port), now=NOW + timedelta(hours=1))
-    assert result.status == "sent" and result.subject == "quiet: no new stories · Mon 23 Nov 2026, 06:00–07:00"
+    assert (
+        result.status == "sent" and result.subject == "quiet: no new stories · Mon 23 Nov 2026, 06:00–07:00"
+    )
 
 
 def test_unconfigured_smtp_is_a_clear_error(storage):
@@ -208,7 +210,9 @@ def add_story(storage, topic: str, title: str, at: datetime, *, score: float = 0
     entry = FeedEntry(key=url, url=url, title=title, summary="s", author=None, published=at)
     record_entries(storage, feed.id, [NewArticle(entry, url, url)], at)
     [item] = storage.articles_to_process(at)
-    text = f"{title}. Chinese President Xi Jinping met Vladimir Putin in Moscow on Tuesday for talks on trade."
+    text = (
+        f"{title}. Chinese President Xi Jinping met Vladimir Putin in Moscow on Tuesday for talks on trade."
+    )
     storage.save_article(
         item.id,
         extracted=ExtractedArticle(title, text, None, "Wire", "en", None, "page"),

@@ -154,7 +154,12 @@ def test_article_results_hits_and_digest_bookkeeping(storage):
     storage.delivery_failed(email.id, error="SMTP down", retry_at=NOW + timedelta(minutes=2))
     assert not storage.delivery_sent(webhook.id, NOW)  # one channel of two: not sent yet
     [pending] = storage.outbox()
-    assert (pending.channel, pending.attempts, pending.error, pending.payload) == ("email", 1, "SMTP down", "m")
+    assert (pending.channel, pending.attempts, pending.error, pending.payload) == (
+        "email",
+        1,
+        "SMTP down",
+        "m",
+    )
     assert pending.next_attempt_at == NOW + timedelta(minutes=2)
     assert storage.last_digests()["s"].error == "email: SMTP down"
     assert storage.delivery_sent(pending.id, NOW + timedelta(minutes=2))
