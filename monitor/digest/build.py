@@ -134,25 +134,30 @@ def build_digest(
     kind: str = KIND_DIGEST,
     schedule: str = "daily",
 ) -> Digest:
-    """Group hits by topic (in the subscription's order), then by story: each new story once, best score
-    first, then newest; stories in ``already_sent`` only as "more sources"; stale reposts left out.
+    """Group hits by topic (in the subscription's order), then by story: each new story once (under the
+    first of its topics), best score first, then newest; stories in ``already_sent`` only as "more
+    sources"; stale reposts left out.
     ``leads`` are the summaries of articles by id."""
     leads = leads or {}
     skipped = [h.id for h in hits if _stale(h, exclude_reposts_older_than)]
     kept = [h for h in hits if h.id not in set(skipped)]
     sections = []
+    shown: set[int] = set()  # a story matching several topics is shown under the first
     for topic in topic_order:
         groups: dict[int, list[HitView]] = {}
         for hit in (h for h in kept if h.topic == topic):
-            groups.setdefault(hit.story_id if hit.story_id is not None else -hit.id, []).append(hit)
+            groups.setdefault(hit.story_id if hit.story_id is not None else -hit.article_id, []).append(hit)
         stories, updates = [], []
         for story_id, group in groups.items():
             story_copies = list(copies.get(story_id, []))
-            if story_id in already_sent:
+            if story_id in shown:
+                skipped += [h.id for h in group]
+            elif story_id in already_sent:
                 updates.append(_update(group, story_copies))
             else:
                 entry = _entry(group, story_copies)
                 stories.append(replace(entry, summary=leads.get(entry.hit.article_id, "")))
+                shown.add(story_id)
         stories.sort(key=lambda s: (-s.hit.score, -(s.hit.published or s.hit.created_at).timestamp()))
         if stories or updates:
             sections.append(TopicSection(topic=topic, stories=stories, updates=updates))

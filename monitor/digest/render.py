@@ -61,9 +61,15 @@ def _when(value: str | None, zone: str, style: str = "full") -> str:
     return f"{local:%a} {local.day} {local:%b, %H:%M %Z}"
 
 
-def _wrap(text: str, indent: str = "  ") -> str:
+def _wrap(text: str, indent: str = "  ", first: str | None = None) -> str:
+    """One paragraph of the plain-text part, wrapped and indented (``first``: the first line's start)."""
     return textwrap.fill(
-        one_line(text), TEXT_WIDTH, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        one_line(text),
+        TEXT_WIDTH,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
     )
 
 
