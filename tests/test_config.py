@@ -200,3 +200,11 @@ def test_unsubscribe_url_setting(monkeypatch):
     monkeypatch.setenv("MONITOR_UNSUBSCRIBE_URL", "ftp://x")
     with pytest.raises(ConfigError, match="MONITOR_UNSUBSCRIBE_URL.*not an http"):
         load_settings()
+
+
+def test_the_readme_example_is_a_valid_feeds_yaml(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write(tmp_path, example))
+    assert [s.schedule for s in config.subscriptions] == ["daily", "weekly"]
+    assert config.subscriptions[1].webhook is not None
