@@ -198,7 +198,7 @@ def test_unsubscribe_url_setting(monkeypatch):
     monkeypatch.setenv("MONITOR_UNSUBSCRIBE_URL", "https://example.org/unsubscribe/{subscription}")
     assert load_settings().unsubscribe_url == "https://example.org/unsubscribe/{subscription}"
     monkeypatch.setenv("MONITOR_UNSUBSCRIBE_URL", "ftp://x")
-    with pytest.raises(ConfigError, match="MONITOR_UNSUBSCRIBE_URL.*not an http"):
+    with pytest.raises(ConfigError, match=r"MONITOR_UNSUBSCRIBE_URL.*not an http"):
         load_settings()
 
 

@@ -264,7 +264,7 @@ def test_urgent_topics_alert_as_they_happen_threaded_rate_limited_and_not_repeat
 
 def test_a_story_already_alerted_comes_back_only_as_more_sources(storage, smtp):
     """The same story in an alerting topic and a digest topic: the digest lists only its new sources."""
-    sink, port = smtp
+    _sink, port = smtp
     sub = SUB.model_copy(update={"urgent_topics": ["xi-putin"]})
     storage.sync_subscriptions([sub], NOW - timedelta(days=1))
     stored_hits(storage)

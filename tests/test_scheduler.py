@@ -2,6 +2,7 @@
 
 import asyncio
 import ipaddress
+import itertools
 import os
 import signal
 import subprocess
@@ -235,7 +236,7 @@ def test_a_weekly_digest_comes_once_a_week_on_its_weekday_across_dst(zone):
     assert all(last_scheduled(sub, now) <= now < next_scheduled(sub, now) for now in moments)
     local = sorted(d.astimezone(sub.zone) for d in due_times)
     assert len(local) == 10 and {d.strftime("%a") for d in local} == {"Sun"}  # 22 Feb … 26 Apr
-    assert all(b - a >= timedelta(days=6, hours=23) for a, b in zip(local, local[1:], strict=False))
+    assert all(b - a >= timedelta(days=6, hours=23) for a, b in itertools.pairwise(local))
 
 
 def test_as_it_happens_has_no_periodic_digest_and_alerts_from_the_daemon(storage, smtp):

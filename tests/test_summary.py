@@ -21,7 +21,8 @@ def test_the_lead_skips_furniture_titles_bylines_and_datelines():
         "By Anna Petrova\n"
         "BEIJING, Nov 12 (Eastwire) — Chinese President Xi Jinping and Russian President Vladimir Putin "
         "agreed on Thursday to expand energy supplies.\n"
-        "Chinese President Xi Jinping and Russian President Vladimir Putin agreed on Thursday, officials said.\n"
+        "Chinese President Xi Jinping and Russian President Vladimir Putin agreed on Thursday, "
+        "officials said.\n"
         "The two leaders signed a joint statement."
     )
     assert lead(text, title="Xi and Putin meet") == (
