@@ -73,5 +73,5 @@ class StorageCollector(Collector):
         yield GaugeMetricFamily(
             "monitor_outbox",
             "Deliveries of digests and alerts (one per channel) waiting to be sent.",
-            value=len(self.storage.outbox()),
+            value=self.storage.outbox_size(),
         )

@@ -124,10 +124,10 @@ def test_html_is_inlined_and_loads_nothing(storage, site):
     assert "prefers-color-scheme: dark" in style.group(1) and 'name="color-scheme"' in html
     assert html.count('role="presentation"') >= 2  # table layout
     republished = next(s for section in digest.sections for s in section.stories if s.hit.republished_from)
-    assert "Republished · first 8 May 2025" in html and republished.hit.source == "Daily Hub"
+    assert "Republished · originally 8 May 2025" in html and republished.hit.source == "Daily Hub"
     text = render_text(digest)
     flowing = " ".join(text.split())
-    assert "republished (first published 8 May 2025)" in flowing and "Also reported by Daily Hub" in flowing
+    assert "republished, originally 8 May 2025" in flowing and "Also reported by: Daily Hub" in flowing
     assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("  http"))
 
 

@@ -151,6 +151,7 @@ def test_article_results_hits_and_digest_bookkeeping(storage):
     assert storage.undelivered_hits(sub, until=NOW)[1] == []  # the outbox carries it...
     assert not storage.topic_hits(storage.get_topic("t").id)[item.id].delivered  # ...undelivered
     email, webhook = storage.outbox()
+    assert storage.outbox_size() == 2
     storage.delivery_failed(email.id, error="SMTP down", retry_at=NOW + timedelta(minutes=2))
     assert not storage.delivery_sent(webhook.id, NOW)  # one channel of two: not sent yet
     [pending] = storage.outbox()

@@ -1574,6 +1574,15 @@ class Storage:
                 for d, digest, name in session.exec(query).all()
             ]
 
+    def outbox_size(self) -> int:
+        """How many deliveries wait in the outbox (without reading what they carry)."""
+        with self._session() as session:
+            return int(
+                session.exec(
+                    select(sa.func.count()).select_from(Delivery).where(Delivery.status == DELIVERY_PENDING)
+                ).one()
+            )
+
     @staticmethod
     def _digest(session: Session, digest_id: int) -> Digest:
         digest = session.get(Digest, digest_id)
