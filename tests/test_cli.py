@@ -404,6 +404,7 @@ subscriptions:
     recipients: [desk@example.org]
     topics: [xi-putin]
     schedule: as-it-happens
+    alerts_per_hour: 1
 network:
   allow_private: [127.0.0.0/8]
   per_host_spacing: 0

@@ -229,37 +229,44 @@ def test_urgent_topics_alert_as_they_happen_threaded_rate_limited_and_not_repeat
     stored_hits(storage)  # two xi-putin stories and one energy story, stored at NOW
     settings = settings_for(port)
 
-    [first] = deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=1))
-    assert first.status == "sent" and first.subject == "Alert, xi-putin: 2 new stories"
+    first = deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=1))
+    assert [a.subject for a in first] == [  # a short alert per story, best first
+        "Alert, xi-putin: Xi and Putin meet in Beijing",
+        'Alert, xi-putin: Talks <script>alert("x")</script> & "summit" Bcc: victim@example.org',
+    ]
     assert deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=2)) == []  # nothing new
-    add_story(storage, "xi-putin", "Xi and Putin hold a second round", NOW + timedelta(minutes=10))
-    [second] = deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=11))
-    assert second.subject == "Alert, xi-putin: Xi and Putin hold a second round"
-    # the limit (2 an hour) is reached: the next two stories wait, then go out together
+    # two alerts in the hour: the limit; the next stories wait, then go out, the last two together
+    add_story(storage, "xi-putin", "Xi and Putin hold a second round", NOW + timedelta(minutes=10), score=0.9)
+    assert deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=11)) == []
     add_story(storage, "xi-putin", "Kremlin confirms visit dates", NOW + timedelta(minutes=20))
-    add_story(storage, "xi-putin", "Beijing names delegation", NOW + timedelta(minutes=30))
+    add_story(storage, "xi-putin", "Beijing names delegation", NOW + timedelta(minutes=30), score=0.7)
     assert deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=40)) == []
     preview = preview_digest(storage, sub, now=NOW + timedelta(minutes=40))
-    assert preview.alerts["xi-putin"].digest.count == 2
+    assert preview.alerts["xi-putin"].digest.count == 3
     assert preview.alerts["xi-putin"].wait == NOW + timedelta(minutes=61)
-    [third] = deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=61, seconds=30))
-    assert third.subject == "Alert, xi-putin: 2 new stories" and len(sink.messages) == 3
+    later = deliver_alerts(storage, sub, settings, now=NOW + timedelta(minutes=61, seconds=30))
+    assert [a.subject for a in later] == [
+        "Alert, xi-putin: Xi and Putin hold a second round",
+        "Alert, xi-putin: 2 new stories",
+    ]
+    assert len(sink.messages) == 4
 
     alerts = [email.message_from_bytes(m, policy=email.policy.default) for m in sink.messages]
-    root = alerts[0]["Message-ID"].strip()
-    assert ".alert.morning.xi-putin@example.org>" in root and alerts[0]["In-Reply-To"] is None
-    assert alerts[1]["In-Reply-To"].strip() == root and alerts[1]["References"].strip() == root
-    assert alerts[2]["In-Reply-To"].strip() == alerts[1]["Message-ID"].strip()
-    assert alerts[2]["References"].split() == [root, alerts[1]["Message-ID"].strip()]
-    assert "Beijing names delegation" in alerts[2].get_body(("plain",)).get_content()
+    ids = [a["Message-ID"].strip() for a in alerts]
+    assert ".alert.morning.xi-putin@example.org>" in ids[0] and alerts[0]["In-Reply-To"] is None
+    assert alerts[1]["In-Reply-To"].strip() == ids[0] and alerts[1]["References"].strip() == ids[0]
+    for i in (2, 3):  # each replies to the latest, and refers to the first: one thread per topic
+        assert alerts[i]["In-Reply-To"].strip() == ids[i - 1]
+        assert alerts[i]["References"].split() == [ids[0], ids[i - 1]]
+    batched = alerts[3].get_body(("plain",)).get_content()
+    assert "Kremlin confirms visit dates" in batched and "Beijing names delegation" in batched
 
     # the daily digest has the energy story only: the alerted stories are not repeated
     digest = deliver_digest(storage, sub, settings, now=NOW + timedelta(hours=3))
     assert digest.subject == "morning: 1 new story (energy 1) · 22–23 Nov 2026"
-    daily = email.message_from_bytes(sink.messages[-1], policy=email.policy.default)
-    plain = daily.get_body(("plain",)).get_content()
-    assert "Pipeline deal signed" in plain and "xi-putin" not in plain.split("--")[0].split("\n", 3)[-1]
-    assert "Kremlin confirms" not in plain
+    plain = email.message_from_bytes(sink.messages[-1], policy=email.policy.default).get_body(("plain",))
+    text = plain.get_content()
+    assert "Pipeline deal signed" in text and "== xi-putin" not in text and "Kremlin confirms" not in text
 
 
 def test_a_story_already_alerted_comes_back_only_as_more_sources(storage, smtp):

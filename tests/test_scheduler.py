@@ -1,6 +1,8 @@
 """The daemon: schedules in local time across DST, missed digests, a real process stopped by SIGTERM."""
 
 import asyncio
+import email
+import email.policy
 import ipaddress
 import itertools
 import os
@@ -256,8 +258,14 @@ def test_as_it_happens_has_no_periodic_digest_and_alerts_from_the_daemon(storage
     daemon = Daemon(None, storage, MonitorConfig(subscriptions=[sub]), settings, clock=lambda: now)  # type: ignore[arg-type]
     assert daemon.due_subscriptions(now) == []
     asyncio.run(daemon.send_due_digests())
-    subjects = sorted(str(m).split("Subject: ")[1].split("\\r\\n")[0] for m in sink.messages)
-    assert subjects == ["Alert, energy: Pipeline deal signed", "Alert, xi-putin: 2 new stories"]
+    subjects = sorted(
+        email.message_from_bytes(m, policy=email.policy.default)["Subject"] for m in sink.messages
+    )
+    assert subjects == [
+        "Alert, energy: Pipeline deal signed",
+        'Alert, xi-putin: Talks <script>alert("x")</script> & "summit" Bcc: victim@example.org',
+        "Alert, xi-putin: Xi and Putin meet in Beijing",
+    ]
     asyncio.run(daemon.send_due_digests())
-    assert len(sink.messages) == 2
+    assert len(sink.messages) == 3
     assert [p for p in daemon.health()["problems"] if not p.startswith("scheduler")] == []

@@ -18,7 +18,7 @@ from email.policy import SMTP
 
 from monitor.chrome import line_keys
 from monitor.config import Settings, SubscriptionConfig
-from monitor.digest.build import KIND_ALERT, KIND_DIGEST, Digest, build_digest
+from monitor.digest.build import KIND_ALERT, KIND_DIGEST, Digest, build_digest, split_alert
 from monitor.digest.document import digest_id, dumps, loads, to_document
 from monitor.digest.feed import DEFAULT_ENTRIES, atom_feed, json_export
 from monitor.digest.render import compose_message, new_message_id, render_html, render_text
@@ -216,33 +216,50 @@ def deliver_alerts(
     now: datetime,
     only_due: bool = True,
 ) -> list[DeliveryResult]:
-    """Send each alerting topic's alert: one in the outbox when its retry time has come, else one of the
-    stories owed since the last, unless the rate limit holds it back (the stories then wait and go out
-    together in the next alert). Every topic is tried; a failure is raised at the end as DeliveryError."""
+    """Send each alerting topic's alerts: one in the outbox when its retry time has come, else a short
+    alert per story owed since the last, as many as the rate limit allows (the last allowed one carries
+    the rest together; with none allowed, the stories wait). Every topic is tried; failures are raised at
+    the end as one DeliveryError."""
     results, failures = [], []
     for topic in subscription.alert_topics:
         try:
-            pending = storage.outbox(subscription.name, kind=KIND_ALERT, topic=topic)
-            if pending:
-                if not only_due or any(d.next_attempt_at <= now for d in pending):
-                    results.append(
-                        _send_pending(storage, subscription, settings, pending, now, only_due=only_due)
-                    )
-                continue
-            if alert_wait(storage, subscription, topic, now) is not None:
-                continue
-            alert = prepare_alert(storage, subscription, topic, now=now)
-            if not alert.hit_ids:
-                continue
-            if not alert.count:  # only more sources of stories already sent, or stale reposts
-                _record_empty(storage, alert, now)
-                continue
-            thread = storage.alert_thread(subscription.name, topic)
-            results.append(_publish(storage, subscription, settings, alert, now, thread=thread))
+            results += _deliver_topic_alerts(storage, subscription, settings, topic, now, only_due=only_due)
         except DeliveryError as exc:
             failures.append(exc.reason)
     if failures:
         raise DeliveryError(subscription.name, "; ".join(failures))
+    return results
+
+
+def _deliver_topic_alerts(
+    storage: Storage,
+    subscription: SubscriptionConfig,
+    settings: Settings,
+    topic: str,
+    now: datetime,
+    *,
+    only_due: bool,
+) -> list[DeliveryResult]:
+    pending = storage.outbox(subscription.name, kind=KIND_ALERT, topic=topic)
+    if pending:  # a failed alert goes first; the stories after it wait
+        if not only_due or any(d.next_attempt_at <= now for d in pending):
+            return [_send_pending(storage, subscription, settings, pending, now, only_due=only_due)]
+        return []
+    allowance = subscription.alerts_per_hour - len(
+        storage.alerts_since(subscription.name, topic, now - ALERT_WINDOW)
+    )
+    if allowance < 1:
+        return []
+    alert = prepare_alert(storage, subscription, topic, now=now)
+    if not alert.hit_ids:
+        return []
+    if not alert.count:  # only more sources of stories already sent, or stale reposts
+        _record_empty(storage, alert, now)
+        return []
+    results = []
+    for part in split_alert(alert, allowance):  # a failure stops here: the rest stays owed
+        thread = storage.alert_thread(subscription.name, topic)
+        results.append(_publish(storage, subscription, settings, part, now, thread=thread))
     return results
 
 

@@ -174,6 +174,28 @@ def build_digest(
     )
 
 
+def split_alert(alert: Digest, allowance: int) -> list[Digest]:
+    """An alert per story, best first, while ``allowance`` (alerts the rate limit still allows) lasts; when
+    it does not last, the last alert carries the rest together. The first also carries the hits shown in
+    none (more sources, stale reposts)."""
+    if not alert.sections or allowance < 1:
+        return [alert]
+    [section] = alert.sections
+    stories = section.stories
+    if len(stories) <= allowance:
+        groups = [[story] for story in stories]
+    else:
+        groups = [[story] for story in stories[: allowance - 1]] + [stories[allowance - 1 :]]
+    return [
+        replace(
+            alert,
+            sections=[TopicSection(section.topic, group, section.updates if i == 0 else [])],
+            skipped_hit_ids=alert.skipped_hit_ids if i == 0 else [],
+        )
+        for i, group in enumerate(groups)
+    ]
+
+
 def _entry(group: list[HitView], copies: list[StoryCopy]) -> StoryEntry:
     """Show the story's representative copy when it is among the hits (copies come representative
     first), else the best-scoring hit; list every other source once."""
