@@ -80,7 +80,7 @@ hits_app = typer.Typer(help="Articles that matched a topic.", no_args_is_help=Tr
 stories_app = typer.Typer(
     help="Stories: an article and its copies on other sites, shown once.", no_args_is_help=True
 )
-digest_app = typer.Typer(help="Digests of hits, by subscription.", no_args_is_help=True)
+digest_app = typer.Typer(help="Digests and alerts of hits, by subscription.", no_args_is_help=True)
 aliases_app = typer.Typer(
     help="Aliases: named query fragments, used in topics as @name.", no_args_is_help=True
 )
