@@ -1448,7 +1448,8 @@ class Storage:
         """Each article's text, feed summary and site, for the digest's summary lines."""
         if not article_ids:
             return {}
-        articles = _ARTICLES.c
+        table: sa.Table = Article.__table__  # type: ignore[attr-defined]
+        articles = table.c
         query = sa.select(articles.id, articles.text, articles.feed_summary, articles.site).where(
             articles.id.in_(list(article_ids))
         )
