@@ -157,8 +157,8 @@ def _leads(storage: Storage, hits: Sequence[HitView]) -> dict[int, str]:
         furniture: list[str] = []
         if site:
             lines = line_keys(body)
-            seen = storage.site_lines_seen(site, lines.keys())
-            furniture = [lines[k] for k, s in seen.items() if s.articles >= _FURNITURE_ARTICLES]
+            repeated = storage.repeated_site_lines(site, lines.keys(), at_least=_FURNITURE_ARTICLES)
+            furniture = [lines[k] for k in repeated]
         leads[article_id] = lead(body, title=titles[article_id], furniture=furniture)
     return leads
 

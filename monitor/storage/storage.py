@@ -1456,6 +1456,18 @@ class Storage:
         with self._read() as conn:
             return {i: (text or "", summary or "", site) for i, text, summary, site in conn.execute(query)}
 
+    def repeated_site_lines(self, host: str, keys: Collection[str], *, at_least: int) -> set[str]:
+        """Which of these line keys the site showed in at least ``at_least`` of its articles (its furniture,
+        for a digest's summaries, before it is frequent enough to count as chrome)."""
+        if not keys:
+            return set()
+        table: sa.Table = SiteLine.__table__  # type: ignore[attr-defined]
+        query = sa.select(table.c.line_key).where(
+            table.c.host == host, table.c.line_key.in_(list(keys)), table.c.articles >= at_least
+        )
+        with self._read() as conn:
+            return set(conn.execute(query).scalars())
+
     def record_digest(
         self,
         subscription: str,
