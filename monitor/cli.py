@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import sys
+import webbrowser
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -34,7 +35,15 @@ from monitor.config import (
     load_settings,
     parse_duration,
 )
-from monitor.digest import deliver_digest, owed_hit_ids, prepare_digest, render_html
+from monitor.digest import (
+    Preview,
+    deliver_alerts,
+    deliver_digest,
+    export_digests,
+    owed_hit_ids,
+    preview_digest,
+    render_html,
+)
 from monitor.errors import ConfigError, MonitorError, NotFoundError
 from monitor.extract import extract_page, extraction_pool
 from monitor.fetch import Fetcher
@@ -71,7 +80,7 @@ hits_app = typer.Typer(help="Articles that matched a topic.", no_args_is_help=Tr
 stories_app = typer.Typer(
     help="Stories: an article and its copies on other sites, shown once.", no_args_is_help=True
 )
-digest_app = typer.Typer(help="Digests of hits, by subscription.", no_args_is_help=True)
+digest_app = typer.Typer(help="Digests and alerts of hits, by subscription.", no_args_is_help=True)
 aliases_app = typer.Typer(
     help="Aliases: named query fragments, used in topics as @name.", no_args_is_help=True
 )
@@ -243,8 +252,9 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
     for sub in report.subscriptions:
         zone = ZoneInfo(sub.timezone)
         last = sub.last
+        upcoming = _next_digest(sub.next_digest_at, sub.alert_topics, zone)
         if last is None:
-            digests.add_row(sub.name, "none yet", "", _when(sub.next_digest_at, zone))
+            digests.add_row(sub.name, "none yet", "", upcoming)
             continue
         delivery = (
             f"[red]failing ({last.attempts}×): {escape(last.error or '')}; "
@@ -256,14 +266,39 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
             if last.status == "sent"
             else "nothing to send"
         )
-        digests.add_row(
-            sub.name,
-            f"{_when(last.window_end, zone)} ({last.hits} hits)",
-            delivery,
-            _when(sub.next_digest_at, zone),
-        )
+        digests.add_row(sub.name, f"{_when(last.window_end, zone)} ({last.hits} hits)", delivery, upcoming)
     console.print(digests)
+    if report.outbox:
+        outbox = Table(
+            "subscription",
+            "what",
+            "channel",
+            "attempts",
+            "next attempt",
+            "error",
+            title="\nOutbox",
+            title_justify="left",
+        )
+        for d in report.outbox:
+            what = f"alert ({d.topic})" if d.kind == "alert" else d.kind
+            outbox.add_row(
+                d.subscription,
+                what,
+                d.channel,
+                str(d.attempts),
+                _when(d.next_attempt_at),
+                Text(d.error or ""),
+            )
+        console.print(outbox)
     console.print(f"\n[bold]Database[/]: {report.database_bytes / 1e6:.1f} MB", highlight=False)
+
+
+def _next_digest(at: datetime | None, alert_topics: list[str], zone: tzinfo) -> str:
+    """When the next digest is due, and which topics alert as they happen."""
+    alerts = f"alerts: {', '.join(alert_topics)}" if alert_topics else ""
+    if at is None:
+        return f"as it happens ({alerts})"
+    return _when(at, zone) + (f"; {alerts}" if alerts else "")
 
 
 def _feed_state(f: FeedStatus) -> str:
@@ -1056,22 +1091,93 @@ def aliases_remove(ctx: typer.Context, name: str) -> None:
 # -- digest ------------------------------------------------------------------------------------------------
 
 
+class ExportFormat(StrEnum):
+    atom = "atom"
+    json = "json"
+
+
 @digest_app.command("preview")
 @handle_errors
 def digest_preview(
     ctx: typer.Context,
-    subscription: Annotated[str | None, typer.Option(help="Subscription name (default: the first).")] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the HTML.")] = Path("digest-preview.html"),
+    subscription: Annotated[
+        str | None, typer.Option(help="Only this subscription (default: every one).")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(help="Where to write the HTML (with several subscriptions: FILE-NAME.html beside it)."),
+    ] = Path("digest-preview.html"),
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the file in a web browser.")] = False,
 ) -> None:
-    """Write the digest a subscription would get now to an HTML file, without sending or recording it.
+    """Show what the next scheduled digest of each subscription would contain (and the alerts waiting),
+    and write it as HTML, without sending or recording anything.
 
-    Example: monitor digest preview --subscription morning --out /tmp/digest.html
+    Example: monitor digest preview --subscription morning --out /tmp/digest.html --open
+    """
+    state = _state(ctx)
+    config, storage = state.config(), state.storage()
+    subs = [_subscription(state, subscription)] if subscription else config.subscriptions
+    if not subs:
+        raise ConfigError("no subscriptions defined", path=str(state.settings.config), key="subscriptions")
+    now = utc_now()
+    for sub in subs:
+        preview = preview_digest(storage, sub, now=now)
+        path = out if len(subs) == 1 else out.with_name(f"{out.stem}-{sub.name}{out.suffix or '.html'}")
+        path.write_text(render_html(preview.digest), encoding="utf-8")
+        _print_preview(preview, path.resolve())
+        if open_browser and not webbrowser.open(path.resolve().as_uri()):
+            errors.print(f"[yellow]warning:[/] no web browser found to open {path}", highlight=False)
+
+
+def _print_preview(preview: Preview, path: Path) -> None:
+    sub, digest = preview.subscription, preview.digest
+    zone = sub.zone
+    when = (
+        f"next digest {_when(preview.next_at, zone)} ({sub.schedule})"
+        if preview.next_at
+        else "as it happens (no periodic digest)"
+    )
+    console.print(f"[bold]{escape(sub.name)}[/]: {when}", highlight=False)
+    console.print(f"  {escape(digest.subject)}", highlight=False)
+    for section in digest.sections:
+        console.print(f"  [bold]{escape(section.topic)}[/] ({len(section.stories)} new)", highlight=False)
+        for story in section.stories:
+            console.print(
+                f"    • {escape(story.hit.title)} [dim]({escape(story.hit.source)})[/]", highlight=False
+            )
+        if section.updates:
+            console.print(
+                f"    + more sources on {len(section.updates)} stories already sent", highlight=False
+            )
+    for topic, alert in preview.alerts.items():
+        held = f", held back by the rate limit until {_when(alert.wait, zone)}" if alert.wait else ""
+        console.print(
+            f"  alert [bold]{escape(topic)}[/]: {alert.digest.count} new stories waiting{held}",
+            highlight=False,
+        )
+    console.print(f"  written to {path}", highlight=False)
+
+
+@digest_app.command("export")
+@handle_errors
+def digest_export(
+    ctx: typer.Context,
+    subscription: Annotated[str, typer.Option(help="The subscription whose digests to export.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="Atom feed or JSON.")] = ExportFormat.atom,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="The latest this many digests and alerts.")
+    ] = 20,
+) -> None:
+    """Write a subscription's latest digests and alerts to standard output, as an Atom feed or as JSON
+    (the shape is in docs/digest-format.md). `monitor run --http` serves the same at /feeds/NAME.atom.
+
+    Example: monitor digest export --subscription morning --format atom > morning.atom
     """
     state = _state(ctx)
     sub = _subscription(state, subscription)
-    digest = prepare_digest(state.storage(), sub, now=utc_now())
-    out.write_text(render_html(digest), encoding="utf-8")
-    console.print(f"{digest.subject}\nwritten to {out.resolve()}", highlight=False)
+    sys.stdout.write(export_digests(state.storage(), sub, fmt.value, now=utc_now(), limit=limit))
+    if fmt is ExportFormat.json:
+        sys.stdout.write("\n")
 
 
 @digest_app.command("send")
@@ -1083,7 +1189,8 @@ def digest_send(
         bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")
     ] = False,
 ) -> None:
-    """Send the due digest of every subscription (or one) now.
+    """Send the digest of every subscription (or one) now, and the alerts of alerting topics that are
+    owed; a delivery waiting in the outbox is retried now.
 
     Example: monitor digest send --subscription morning --dry-run
     """
@@ -1093,12 +1200,15 @@ def digest_send(
     failed = False
     for sub in subs:
         try:
-            result = deliver_digest(storage, sub, state.settings, now=utc_now(), dry_run=dry_run)
+            if sub.periodic:
+                result = deliver_digest(storage, sub, state.settings, now=utc_now(), dry_run=dry_run)
+                console.print(f"{sub.name}: {result.status}: {result.subject}", highlight=False)
+            if sub.alert_topics and not dry_run:
+                for alert in deliver_alerts(storage, sub, state.settings, now=utc_now(), only_due=False):
+                    console.print(f"{sub.name}: alert {alert.status}: {alert.subject}", highlight=False)
         except MonitorError as exc:
             errors.print(f"[bold red]error:[/] {exc}", highlight=False)
             failed = True
-            continue
-        console.print(f"{sub.name}: {result.status}: {result.subject}", highlight=False)
     if failed:
         raise typer.Exit(1)
 

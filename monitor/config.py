@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +49,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _EMAIL_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: as-it-happens alerts of one topic: at most this many an hour by default; more stories wait for the next
+DEFAULT_ALERTS_PER_HOUR = 4
+DEFAULT_WEBHOOK_TIMEOUT = 10.0
 
 
 def parse_duration(value: str) -> timedelta:
@@ -91,6 +97,18 @@ class Settings(BaseSettings):
     smtp_sender: str | None = None
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_timeout: float = 30.0
+    #: the display name of the sender (From: "monitor" <MONITOR_SMTP_SENDER>)
+    smtp_sender_name: str = "monitor"
+    #: where List-Unsubscribe points (``{subscription}`` is replaced by its name); by default a mail to the
+    #: sender with the subject "unsubscribe NAME"
+    unsubscribe_url: str | None = None
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsubscribe(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?://[^/\s]+|mailto:[^@\s]+@[^@\s]+)", value):
+            raise ValueError(f"not an http(s) or mailto: URL: {value!r}")
+        return value
 
     @property
     def smtp_enabled(self) -> bool:
@@ -158,19 +176,84 @@ class FeedConfig(_Strict):
         return self.min_interval, self.max_interval
 
 
+class WebhookConfig(_Strict):
+    """A JSON POST of each digest and alert to a URL, beside (or instead of) email."""
+
+    #: the URL, or the name of an environment variable holding it (chat webhook URLs are secrets)
+    url: str | None = None
+    url_env: str | None = None
+    #: an environment variable holding a key: each request is signed with HMAC-SHA256 of its body
+    secret_env: str | None = None
+    timeout: float = Field(default=DEFAULT_WEBHOOK_TIMEOUT, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value.strip() if value else value
+
+    @field_validator("url_env", "secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME_RE.match(value):
+            raise ValueError(f"not an environment variable name: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give either url or url_env (the name of an environment variable holding it)")
+        return self
+
+    def target(self) -> str:
+        """The URL to post to (read from the environment when ``url_env`` names it)."""
+        if self.url is not None:
+            return self.url
+        value = os.environ.get(self.url_env or "", "").strip()
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ConfigError(
+                f"environment variable {self.url_env} must hold the webhook's http(s) URL",
+                key="webhook.url_env",
+            )
+        return value
+
+    def secret(self) -> bytes | None:
+        """The signing key, when ``secret_env`` names a variable that is set."""
+        if self.secret_env is None:
+            return None
+        value = os.environ.get(self.secret_env)
+        if not value:
+            raise ConfigError(f"environment variable {self.secret_env} is not set", key="webhook.secret_env")
+        return value.encode("utf-8")
+
+
+Schedule = Literal["daily", "weekly", "as-it-happens"]
+
+
 class SubscriptionConfig(_Strict):
     """Who gets a digest of which topics, and when (local time in ``timezone``)."""
 
     name: Name
-    recipients: list[str] = Field(min_length=1)
+    #: email addresses; a subscription needs recipients, a webhook, or both
+    recipients: list[str] = []
     topics: list[str] = Field(min_length=1)
+    #: daily at ``time``; weekly on ``weekday`` at ``time``; or as-it-happens: an alert per new story of
+    #: every topic, and no periodic digest
+    schedule: Schedule = "daily"
     time: dt.time = dt.time(7, 0)
+    weekday: str | None = None
     timezone: str = "UTC"
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     send_empty: bool = False
     #: leave out stale reposts of stories first published longer ago than this before the repost (null:
     #: include them, labelled "republished")
     exclude_reposts_older_than: Duration | None = timedelta(days=7)
+    #: topics that alert as they happen (a short message per new story), left out of the periodic digest
+    urgent_topics: list[str] = []
+    #: at most this many alerts per topic in any hour; stories beyond wait and go together in the next one
+    alerts_per_hour: int = Field(default=DEFAULT_ALERTS_PER_HOUR, ge=1, le=60)
+    webhook: WebhookConfig | None = None
 
     @field_validator("recipients")
     @classmethod
@@ -189,6 +272,15 @@ class SubscriptionConfig(_Strict):
             raise ValueError(f'invalid time {value!r} (use HH:MM, e.g. "07:00")')
         return value
 
+    @field_validator("weekday", mode="before")
+    @classmethod
+    def _weekday(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in WEEKDAYS:
+            return value.strip().lower()
+        if value is not None:
+            raise ValueError(f"invalid weekday {value!r} (use {', '.join(WEEKDAYS)})")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _iana(cls, value: str) -> str:
@@ -200,9 +292,43 @@ class SubscriptionConfig(_Strict):
             ) from None
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> SubscriptionConfig:
+        if not self.recipients and self.webhook is None:
+            raise ValueError("needs recipients, a webhook, or both")
+        if self.weekday is not None and self.schedule != "weekly":
+            raise ValueError(f"weekday is for schedule: weekly (this one is {self.schedule})")
+        unknown = [t for t in self.urgent_topics if t not in self.topics]
+        if unknown:
+            raise ValueError(f"urgent_topics must be among its topics: {', '.join(unknown)}")
+        if self.urgent_topics and self.schedule == "as-it-happens":
+            raise ValueError("with schedule: as-it-happens every topic alerts; leave out urgent_topics")
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def weekday_number(self) -> int:
+        """Monday 0 … Sunday 6: the day of a weekly digest."""
+        return WEEKDAYS.index(self.weekday or "monday")
+
+    @property
+    def alert_topics(self) -> list[str]:
+        """The topics that alert as they happen."""
+        return list(self.topics) if self.schedule == "as-it-happens" else list(self.urgent_topics)
+
+    @property
+    def digest_topics(self) -> list[str]:
+        """The topics of the periodic digest (none for as-it-happens)."""
+        alerting = set(self.alert_topics)
+        return [t for t in self.topics if t not in alerting]
+
+    @property
+    def periodic(self) -> bool:
+        """Whether it has a daily or weekly digest."""
+        return self.schedule != "as-it-happens"
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

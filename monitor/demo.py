@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from monitor.config import load_config
@@ -78,7 +79,7 @@ def run_demo(workdir: Path, *, progress: Progress | None = None) -> DemoResult:
         config = load_config(config_path)
         now = utc_now()
         storage.sync_feeds(config.feeds, now)
-        storage.sync_subscriptions(config.subscriptions, now)
+        storage.sync_subscriptions(config.subscriptions, now - timedelta(days=1))  # a day's digest
         storage.add_topic(DEMO_TOPIC, DEMO_QUERY, DEMO_MIN_SCORE, now)
 
         async def stream() -> RunReport:

@@ -15,7 +15,7 @@ message shown to the user or stored on a feed is enough to act on::
     ├── QueryError                     a topic query is malformed (column, what was expected)
     ├── NotFoundError                  a named topic, feed or subscription does not exist
     ├── AlreadyExistsError             a named topic already exists
-    └── DeliveryError                  a digest could not be delivered (subscription)
+    └── DeliveryError                  a digest or alert could not be delivered (subscription, channel)
 
 ``FetchError.kind`` and ``FeedParseError.kind`` say what went wrong in a word, for backoff and metrics
 (see ``FetchErrorKind`` and ``FeedParseErrorKind``); the message says it in a sentence.
@@ -179,8 +179,8 @@ class AlreadyExistsError(MonitorError):
 
 
 class DeliveryError(MonitorError):
-    """A digest could not be delivered."""
+    """A digest or alert could not be delivered; ``retry_after`` is how long the server asked to wait."""
 
-    def __init__(self, subscription: str, reason: str) -> None:
-        self.subscription, self.reason = subscription, reason
+    def __init__(self, subscription: str, reason: str, *, retry_after: float | None = None) -> None:
+        self.subscription, self.reason, self.retry_after = subscription, reason, retry_after
         super().__init__(f"subscription {subscription!r}: delivery failed: {reason}")

@@ -1,4 +1,5 @@
-"""The daemon's optional HTTP endpoint (``monitor run --http 127.0.0.1:9108``): /healthz and /metrics.
+"""The daemon's optional HTTP endpoint (``monitor run --http 127.0.0.1:9108``): /healthz, /metrics and each
+subscription's digests as a feed, /feeds/NAME.atom (or .json).
 
 A small threaded server from the standard library: it only answers GETs on a few paths, runs beside the
 event loop without touching it, and reads the database through Storage like everything else.
@@ -7,6 +8,8 @@ event loop without touching it, and reads the database through Storage like ever
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +17,12 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from monitor.errors import ConfigError
+from monitor.digest.feed import ATOM_CONTENT_TYPE, JSON_CONTENT_TYPE
+from monitor.errors import ConfigError, MonitorError
+
+#: (subscription name, "atom" or "json", this URL) → the document, or None for an unknown subscription
+FeedSource = Callable[[str, str, str | None], str | None]
+_FEED_PATH = re.compile(r"^/feeds/([A-Za-z0-9][A-Za-z0-9_.-]{0,99})\.(atom|json)$")
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -25,14 +33,24 @@ def parse_address(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+log = logging.getLogger(__name__)
+
+
 class StatusServer:
-    """Serves ``health()`` at /healthz (200 when healthy, 503 with the reasons when not) and the metrics of
-    ``registry`` at /metrics, on a background thread; use as a context manager."""
+    """Serves ``health()`` at /healthz (200 when healthy, 503 with the reasons when not), the metrics of
+    ``registry`` at /metrics and, given ``feeds``, each subscription's digests at /feeds/NAME.atom and
+    /feeds/NAME.json, on a background thread; use as a context manager."""
 
     def __init__(
-        self, address: tuple[str, int], health: Callable[[], dict[str, Any]], registry: CollectorRegistry
+        self,
+        address: tuple[str, int],
+        health: Callable[[], dict[str, Any]],
+        registry: CollectorRegistry,
+        *,
+        feeds: FeedSource | None = None,
     ) -> None:
-        self.health, self.registry = health, registry
+        self.health, self.registry, self.feeds = health, registry, feeds
+        self.host = address[0]
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,8 +62,29 @@ class StatusServer:
                     self._answer(200 if report["healthy"] else 503, body, "application/json")
                 elif path == "/metrics":
                     self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                elif server.feeds is not None and (found := _FEED_PATH.match(path)):
+                    self._feed(found.group(1), found.group(2))
                 else:
-                    self._answer(404, b"not found: try /healthz or /metrics\n", "text/plain")
+                    self._answer(
+                        404, b"not found: try /healthz, /metrics or /feeds/NAME.atom\n", "text/plain"
+                    )
+
+            def _feed(self, name: str, fmt: str) -> None:
+                assert server.feeds is not None
+                host = self.headers.get("Host") or f"{server.host}:{server.port}"
+                try:
+                    body = server.feeds(name, fmt, f"http://{host}{self.path}")
+                except MonitorError as exc:
+                    log.error("feed %s not served: %s", self.path, exc)
+                    self._answer(503, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+                    return
+                if body is None:
+                    self._answer(
+                        404, f"no subscription named {name!r}\n".encode(), "text/plain; charset=utf-8"
+                    )
+                    return
+                content_type = ATOM_CONTENT_TYPE if fmt == "atom" else JSON_CONTENT_TYPE
+                self._answer(200, body.encode("utf-8"), content_type)
 
             def _answer(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)

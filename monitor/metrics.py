@@ -37,6 +37,9 @@ HITS = Counter("monitor_hits_stored", "Hits stored by this process.", registry=R
 DIGESTS = Counter(
     "monitor_digests", "Digest deliveries by result (sent, empty, failed).", ["result"], registry=REGISTRY
 )
+ALERTS = Counter(
+    "monitor_alerts", "As-it-happens alerts by result (sent, sending, failed).", ["result"], registry=REGISTRY
+)
 STAGE_SECONDS = Histogram(
     "monitor_stage_seconds",
     "Time spent per item in each stage of the stream.",
@@ -68,5 +71,7 @@ class StorageCollector(Collector):
         failing.add_metric(["ok"], sum(1 for f in active if not (f.failing_since or f.disabled_reason)))
         yield failing
         yield GaugeMetricFamily(
-            "monitor_outbox", "Digests waiting to be sent.", value=len(self.storage.outbox())
+            "monitor_outbox",
+            "Deliveries of digests and alerts (one per channel) waiting to be sent.",
+            value=self.storage.outbox_size(),
         )

@@ -1,9 +1,10 @@
 """The daemon: APScheduler wiring only. Scheduling state lives in the database; the jobs just ask it.
 
-The article stages run for as long as the daemon does (``ArticleStream``); two periodic jobs feed it and
+The article stages run for as long as the daemon does (``ArticleStream``). Two periodic jobs feed it and
 the mailboxes: a tick that starts polling whatever feeds are due (a feed due between two ticks waits at most
-one tick), and a digest check that sends each subscription's digest once its local time has come and no
-digest was done since. Deciding "due" from the database, rather than with cron triggers, makes a digest
+one tick), and a digest check that sends each subscription's digest once its local time (daily, or on its
+weekday) has come and no digest was done since, and each alerting topic's alert once a story is owed and
+the rate limit allows. Deciding "due" from the database, rather than with cron triggers, makes a digest
 missed while the daemon was down go out at start, and keeps daylight-saving changes from skipping or
 doubling one (APScheduler 3.11's CronTrigger fires twice in the repeated hour of a fall-back day).
 SIGTERM/SIGINT let the articles in hand and a digest being sent finish, then stop.
@@ -23,12 +24,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import MonitorConfig, Settings, SubscriptionConfig
-from monitor.digest import deliver_digest
+from monitor.digest import deliver_alerts, deliver_digest, export_digests
+from monitor.digest.schedule import last_scheduled
+from monitor.digest.schedule import next_scheduled as next_scheduled
 from monitor.errors import MonitorError, StorageError
 from monitor.http import StatusServer
-from monitor.metrics import DIGESTS, REGISTRY, StorageCollector
+from monitor.metrics import ALERTS, DIGESTS, REGISTRY, StorageCollector
 from monitor.pipeline import ArticleStream, Clock, Pipeline, RunReport, utc_now
 from monitor.storage import Storage
+from monitor.storage.storage import KIND_DIGEST
 
 log = logging.getLogger(__name__)
 
@@ -38,29 +42,6 @@ DIGEST_CHECK_SECONDS = 30
 STREAM_RESTART_SECONDS = 10.0
 #: a digest not done this long after its time makes /healthz fail
 DIGEST_GRACE = timedelta(minutes=15)
-
-
-def last_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
-    """The most recent moment, at or before ``now``, at which the subscription's daily digest was due.
-
-    Wall-clock times are resolved by zoneinfo: a time repeated on a fall-back day means its first occurrence,
-    a time skipped on a spring-forward day means the same offset as before the change (an hour later).
-    """
-    local_day = now.astimezone(subscription.zone).date()
-    due = datetime.combine(local_day, subscription.time, tzinfo=subscription.zone)
-    if due > now:  # compared as instants: ``now`` is UTC (same-zone datetimes compare as wall times)
-        due = datetime.combine(local_day - timedelta(days=1), subscription.time, tzinfo=subscription.zone)
-    return due.astimezone(now.tzinfo)
-
-
-def next_scheduled(subscription: SubscriptionConfig, now: datetime) -> datetime:
-    """The first moment after ``now`` at which the subscription's daily digest is due (resolved like
-    :func:`last_scheduled`)."""
-    local_day = now.astimezone(subscription.zone).date()
-    due = datetime.combine(local_day, subscription.time, tzinfo=subscription.zone)
-    if due <= now:
-        due = datetime.combine(local_day + timedelta(days=1), subscription.time, tzinfo=subscription.zone)
-    return due.astimezone(now.tzinfo)
 
 
 class Daemon:
@@ -120,8 +101,14 @@ class Daemon:
             if self.http is not None:
                 REGISTRY.register(collector := StorageCollector(self.storage))
                 serving.callback(REGISTRY.unregister, collector)
-                server = serving.enter_context(StatusServer(self.http, self.health, REGISTRY))
-                log.warning("serving /healthz and /metrics on http://%s:%d", self.http[0], server.port)
+                server = serving.enter_context(
+                    StatusServer(self.http, self.health, REGISTRY, feeds=self.feed)
+                )
+                log.warning(
+                    "serving /healthz, /metrics and /feeds/NAME.atom on http://%s:%d",
+                    self.http[0],
+                    server.port,
+                )
             await self._until(stop, loop)
 
     async def _until(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
@@ -163,11 +150,18 @@ class Daemon:
             outbox = self.storage.outbox()
             for sub in self.config.subscriptions:
                 scheduled = last_scheduled(sub, now)
+                if scheduled is None:
+                    continue
                 done = self.storage.last_digest_time(sub.name)
                 started = self.storage.subscription_started(sub.name)
                 if started < scheduled < now - DIGEST_GRACE and (done is None or done < scheduled):
                     problems.append(f"digest {sub.name!r} due at {scheduled:%Y-%m-%d %H:%M}Z not sent")
-            problems += [f"digest {d.subscription!r} failing: {d.error}" for d in outbox if d.attempts]
+            problems += [
+                f"{d.kind} {d.subscription!r}{f' ({d.topic})' if d.topic else ''} failing by {d.channel}: "
+                f"{d.error}"
+                for d in outbox
+                if d.attempts
+            ]
         except MonitorError as exc:
             problems.append(f"database: {exc}")
         idle = time.monotonic() - self._heartbeat
@@ -191,15 +185,17 @@ class Daemon:
     def due_subscriptions(self, now: datetime) -> list[SubscriptionConfig]:
         """Subscriptions with a digest to send now: one in the outbox whose retry time has come, or, with the
         outbox empty, a new one whose time has passed with no digest window ending since."""
-        outbox = {d.subscription: d for d in reversed(self.storage.outbox())}
+        outbox: dict[str, list[datetime]] = {}
+        for delivery in self.storage.outbox(kind=KIND_DIGEST):
+            outbox.setdefault(delivery.subscription, []).append(delivery.next_attempt_at)
         due = []
         for sub in self.config.subscriptions:
             if (pending := outbox.get(sub.name)) is not None:
-                if pending.next_attempt_at <= now:
+                if min(pending) <= now:
                     due.append(sub)
                 continue
             scheduled = last_scheduled(sub, now)
-            if self.storage.subscription_started(sub.name) >= scheduled:
+            if scheduled is None or self.storage.subscription_started(sub.name) >= scheduled:
                 continue
             done = self.storage.last_digest_time(sub.name)
             if done is None or done < scheduled:
@@ -207,13 +203,13 @@ class Daemon:
         return due
 
     async def send_due_digests(self) -> None:
-        """Deliver every due digest; a failure stays in the outbox and is retried with backoff."""
+        """Deliver every due digest and alert; a failure stays in the outbox and is retried with backoff."""
         async with self._busy:
             self._heartbeat = time.monotonic()
             for sub in self.due_subscriptions(self.clock()):
                 try:
                     result = await asyncio.to_thread(
-                        deliver_digest, self.storage, sub, self.settings, now=self.clock()
+                        deliver_digest, self.storage, sub, self.settings, now=self.clock(), only_due=True
                     )
                 except MonitorError as exc:
                     DIGESTS.labels("failed").inc()
@@ -221,3 +217,30 @@ class Daemon:
                     continue
                 DIGESTS.labels(result.status).inc()
                 log.info("digest %s", result.status, extra={"subscription": sub.name, "hits": result.hits})
+            for sub in self.config.subscriptions:
+                if sub.alert_topics:
+                    await self._send_alerts(sub)
+
+    async def _send_alerts(self, sub: SubscriptionConfig) -> None:
+        try:
+            results = await asyncio.to_thread(
+                deliver_alerts, self.storage, sub, self.settings, now=self.clock()
+            )
+        except MonitorError as exc:
+            ALERTS.labels("failed").inc()
+            log.error("alert not sent, will retry: %s", exc, extra={"subscription": sub.name})
+            return
+        for result in results:
+            ALERTS.labels(result.status).inc()
+            log.info(
+                "alert %s",
+                result.status,
+                extra={"subscription": sub.name, "topic": result.topic, "hits": result.hits},
+            )
+
+    def feed(self, name: str, fmt: str, self_url: str | None) -> str | None:
+        """For the HTTP endpoint: a subscription's digests as Atom or JSON, or None if it does not exist."""
+        sub = self.config.subscription(name)
+        if sub is None:
+            return None
+        return export_digests(self.storage, sub, fmt, now=self.clock(), self_url=self_url)

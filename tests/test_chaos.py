@@ -86,7 +86,7 @@ from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
 from monitor.pipeline import utc_now
 from monitor.scheduler import last_scheduled
 from monitor.storage import Storage, make_engine
-from monitor.storage.models import Article, Digest, DigestItem, Entry, Hit, Subscription, Topic
+from monitor.storage.models import Article, Delivery, Digest, DigestItem, Entry, Hit, Subscription, Topic
 from monitor.urls import canonical_url
 
 from conftest import corpus_path, free_port, run_pipeline
@@ -885,7 +885,10 @@ def check(
                 _table(Digest).c.window_start,
                 _table(Digest).c.window_end,
                 _table(Digest).c.message_id,
-                _table(Digest).c.error,
+                sa.select(sa.func.max(_table(Delivery).c.error))
+                .where(_table(Delivery).c.digest_id == _table(Digest).c.id)
+                .scalar_subquery()
+                .label("error"),
             )
             .where(_table(Digest).c.subscription_id == sub_id)
             .order_by(_table(Digest).c.window_start, _table(Digest).c.id)

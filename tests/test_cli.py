@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def cli(db_url, site, tmp_path, monkeypatch):
             },
         )
 
+    invoke.env = {"MONITOR_DATABASE_URL": db_url, "MONITOR_CONFIG": str(config)}  # type: ignore[attr-defined]
     return invoke
 
 
@@ -89,6 +91,7 @@ def test_every_command_has_help_with_an_example():
         "hits list",
         "digest preview",
         "digest send",
+        "digest export",
     }
     for path, command in commands:
         assert command.help and "Example: monitor" in command.help, path
@@ -129,7 +132,8 @@ def test_a_user_session(cli, tmp_path):
     assert "1 feeds polled (0 updated, 1 not modified" in again.output
 
     preview = cli("digest", "preview", "--out", str(tmp_path / "d.html"))
-    assert preview.exit_code == 0 and "3 new stories in 1 topic" in preview.output
+    assert preview.exit_code == 0 and "3 new stories (xi-putin 3)" in preview.output
+    assert "next digest" in preview.output and "(daily)" in preview.output
     assert "Putin" in (tmp_path / "d.html").read_text()
     dry = cli("digest", "send", "--dry-run")
     assert dry.exit_code == 0 and "morning: dry-run" in dry.output
@@ -257,7 +261,7 @@ def test_demo_runs_offline(tmp_path):
     assert "5 hits" in result.output and "Digest written to" in result.output
     digest = Path(tmp_path / "demo" / "digest.html").read_text()
     # the farm's repost of the summit is one story with the wire's; its re-run of a 2025 story is left out
-    assert digest.count('class="hit"') == 3 and "Beijing" in digest and "Moscow talks" not in digest
+    assert digest.count('class="story"') == 3 and "Beijing" in digest and "Moscow talks" not in digest
     assert "Also reported by" in digest and "Daily Hub" in digest
 
     env = {"MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'demo.db'}", "COLUMNS": "200"}
@@ -380,3 +384,85 @@ def test_json_logs_have_fixed_keys(cli):
     assert {e["feed"] for e in polled} == {"eastwire", "harbourpost"}
     assert all({"time", "level", "logger", "message", "status"} <= e.keys() for e in polled)
     assert all(e["time"].endswith("+00:00") for e in events)
+
+
+ALERTING = """\
+feeds:
+  - name: eastwire
+    url: {base}/eastwire/feed.xml
+  - name: harbourpost
+    url: {base}/harbourpost/atom.xml
+subscriptions:
+  - name: weekly
+    recipients: [me@example.org]
+    topics: [xi-putin]
+    schedule: weekly
+    weekday: friday
+    time: "08:00"
+    timezone: Europe/Berlin
+  - name: desk
+    recipients: [desk@example.org]
+    topics: [xi-putin]
+    schedule: as-it-happens
+    alerts_per_hour: 1
+network:
+  allow_private: [127.0.0.0/8]
+  per_host_spacing: 0
+"""
+
+
+def test_digest_preview_open_send_alerts_and_export(cli, site, smtp, tmp_path):
+    import feedparser
+
+    sink, port = smtp
+    (tmp_path / "feeds.yaml").write_text(ALERTING.format(base=site.base_url))
+    cli("topics", "add", "xi-putin", DEMO_QUERY)
+    assert cli("poll").exit_code == 0
+    env = {
+        "MONITOR_SMTP_HOST": "127.0.0.1",
+        "MONITOR_SMTP_PORT": str(port),
+        "MONITOR_SMTP_SENDER": "monitor@example.org",
+        "MONITOR_SMTP_SECURITY": "none",
+    }
+    # --open hands each file to the browser the environment names (a real process, as a desktop would)
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    preview = subprocess.run(
+        [sys.executable, "-m", "monitor", "digest", "preview", "--out", str(tmp_path / "p.html"), "--open"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli.env, "BROWSER": str(browser)},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert preview.returncode == 0, preview.stderr
+    out = " ".join(preview.stdout.split())
+    assert "weekly: next digest" in out and "Fri" in out and "(weekly)" in out
+    assert "3 new stories (xi-putin 3)" in out and "• Xi and Putin" in out
+    assert (
+        "desk: as it happens (no periodic digest)" in out and "alert xi-putin: 3 new stories waiting" in out
+    )
+    files = [tmp_path / "p-weekly.html", tmp_path / "p-desk.html"]
+    assert all(f.exists() for f in files)
+    assert opened.read_text().split() == [f.as_uri() for f in files]
+
+    sent = cli("digest", "send", "--subscription", "desk", env=env)
+    assert sent.exit_code == 0 and "desk: alert sent: Alert, xi-putin: 3 new stories" in sent.output
+    assert len(sink.messages) == 1
+    status = " ".join(cli("status", env=env).output.split())
+    assert "as it happens (alerts: xi-putin)" in status and "; alerts" not in status
+
+    atom = cli("digest", "export", "--subscription", "desk", "--format", "atom")
+    assert atom.exit_code == 0
+    parsed = feedparser.parse(atom.stdout)
+    assert not parsed.bozo and [e.title for e in parsed.entries] == ["Alert, xi-putin: 3 new stories"]
+    exported = json.loads(cli("digest", "export", "--subscription", "desk", "--format", "json").stdout)
+    assert exported["digests"][0]["counts"]["stories"] == 3
+    assert (
+        json.loads(cli("digest", "export", "--subscription", "weekly", "--format", "json").stdout)["digests"]
+        == []
+    )
+    unknown = cli("digest", "export", "--subscription", "evening")
+    assert unknown.exit_code == 1 and "no subscription named 'evening'" in unknown.output

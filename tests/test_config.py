@@ -106,3 +106,105 @@ def test_parse_duration():
     assert parse_duration("7d").days == 7
     with pytest.raises(ValueError):
         parse_duration("7 weeks")
+
+
+SCHEDULES = """\
+subscriptions:
+  - name: weekly
+    recipients: [me@example.org]
+    topics: [xi-putin, energy]
+    schedule: weekly
+    weekday: Friday
+    time: "08:30"
+    urgent_topics: [xi-putin]
+    alerts_per_hour: 2
+  - name: desk
+    topics: [xi-putin]
+    schedule: as-it-happens
+    webhook:
+      url_env: MONITOR_DESK_HOOK
+      secret_env: MONITOR_DESK_SECRET
+"""
+
+
+def test_schedules_alerts_and_webhooks(tmp_path):
+    weekly, desk = load_config(write(tmp_path, SCHEDULES)).subscriptions
+    assert (weekly.schedule, weekly.weekday_number, weekly.time.hour) == ("weekly", 4, 8)
+    assert weekly.alert_topics == ["xi-putin"] and weekly.digest_topics == ["energy"]
+    assert desk.alert_topics == ["xi-putin"] and desk.digest_topics == [] and not desk.periodic
+    assert desk.recipients == [] and desk.webhook is not None and desk.webhook.url_env == "MONITOR_DESK_HOOK"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("weekday: Friday", "weekday: Fryday", "line 6, subscriptions[0].weekday: invalid weekday 'Fryday'"),
+        ("schedule: weekly", "schedule: hourly", "line 5, subscriptions[0].schedule: Input should be"),
+        ("schedule: weekly", "schedule: daily", "line 2, subscriptions[0]: weekday is for schedule: weekly"),
+        (
+            "[xi-putin]\n    alerts",
+            "[war]\n    alerts",
+            "subscriptions[0]: urgent_topics must be among its topics: war",
+        ),
+        ("alerts_per_hour: 2", "alerts_per_hour: 0", "line 9, subscriptions[0].alerts_per_hour"),
+        (
+            "    webhook:\n      url_env: MONITOR_DESK_HOOK\n      secret_env: MONITOR_DESK_SECRET\n",
+            "",
+            "line 10, subscriptions[1]: needs recipients, a webhook",
+        ),
+        (
+            "url_env: MONITOR_DESK_HOOK",
+            "url: ftp://x",
+            "line 14, subscriptions[1].webhook.url: not an http(s) URL",
+        ),
+        (
+            "url_env: MONITOR_DESK_HOOK",
+            "url_env: not a name",
+            "subscriptions[1].webhook.url_env: not an environment",
+        ),
+        (
+            "url_env: MONITOR_DESK_HOOK",
+            "timeout: 5",
+            "line 13, subscriptions[1].webhook: give either url or url_env",
+        ),
+        (
+            "schedule: as-it-happens",
+            "schedule: as-it-happens\n    urgent_topics: [xi-putin]",
+            "leave out urgent_topics",
+        ),
+    ],
+)
+def test_schedule_mistakes_name_their_line(tmp_path, old, new, expected):
+    assert old in SCHEDULES
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, SCHEDULES.replace(old, new)))
+    assert expected in str(caught.value)
+
+
+def test_a_webhook_url_from_the_environment_must_be_set(monkeypatch):
+    from monitor.config import WebhookConfig
+
+    hook = WebhookConfig(url_env="MONITOR_DESK_HOOK", secret_env="MONITOR_DESK_SECRET")
+    monkeypatch.delenv("MONITOR_DESK_HOOK", raising=False)
+    with pytest.raises(ConfigError, match="MONITOR_DESK_HOOK must hold the webhook's http"):
+        hook.target()
+    monkeypatch.setenv("MONITOR_DESK_HOOK", "https://chat.example.org/hooks/abc")
+    assert hook.target() == "https://chat.example.org/hooks/abc"
+    with pytest.raises(ConfigError, match="MONITOR_DESK_SECRET is not set"):
+        hook.secret()
+
+
+def test_unsubscribe_url_setting(monkeypatch):
+    monkeypatch.setenv("MONITOR_UNSUBSCRIBE_URL", "https://example.org/unsubscribe/{subscription}")
+    assert load_settings().unsubscribe_url == "https://example.org/unsubscribe/{subscription}"
+    monkeypatch.setenv("MONITOR_UNSUBSCRIBE_URL", "ftp://x")
+    with pytest.raises(ConfigError, match=r"MONITOR_UNSUBSCRIBE_URL.*not an http"):
+        load_settings()
+
+
+def test_the_readme_example_is_a_valid_feeds_yaml(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write(tmp_path, example))
+    assert [s.schedule for s in config.subscriptions] == ["daily", "weekly"]
+    assert config.subscriptions[1].webhook is not None

@@ -1,7 +1,10 @@
 """The daemon: schedules in local time across DST, missed digests, a real process stopped by SIGTERM."""
 
 import asyncio
+import email
+import email.policy
 import ipaddress
+import itertools
 import os
 import signal
 import subprocess
@@ -163,12 +166,21 @@ def test_healthz_fails_while_a_digest_cannot_be_sent(storage):
         assert not report["healthy"] and report["problems"] == [
             "digest 's' due at 2026-11-23 07:00Z not sent"
         ]
-        digest = storage.record_digest(
-            "s", status="sending", window_start=now, window_end=now, hit_ids=[], now=now, message="m"
+        storage.record_digest(
+            "s",
+            status="sending",
+            window_start=now,
+            window_end=now,
+            hit_ids=[],
+            now=now,
+            deliveries=[("email", "m")],
         )
-        storage.digest_failed(digest, error="SMTP 127.0.0.1:25: refused", retry_at=now + timedelta(minutes=2))
-        assert daemon.health()["problems"] == ["digest 's' failing: SMTP 127.0.0.1:25: refused"]
-        storage.digest_sent(digest, now)
+        [delivery] = storage.outbox()
+        storage.delivery_failed(
+            delivery.id, error="SMTP 127.0.0.1:25: refused", retry_at=now + timedelta(minutes=2)
+        )
+        assert daemon.health()["problems"] == ["digest 's' failing by email: SMTP 127.0.0.1:25: refused"]
+        storage.delivery_sent(delivery.id, now)
         assert daemon.health() == {"healthy": True, "problems": [], "checked_at": now}
         daemon.scheduler.shutdown(wait=False)
 
@@ -207,3 +219,53 @@ def test_the_cli_writes_while_the_daemon_writes(db_url, site, tmp_path):
     assert daemon.returncode == 0 and "Traceback" not in stderr and not problems, problems
     assert len(storage.topics()) == edits
     storage.engine.dispose()
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def test_a_weekly_digest_comes_once_a_week_on_its_weekday_across_dst(zone):
+    sub = SubscriptionConfig(
+        name="s",
+        recipients=["a@example.org"],
+        topics=["t"],
+        schedule="weekly",
+        weekday="Sunday",
+        time="02:30",
+        timezone=zone,
+    )
+    start = datetime(2026, 3, 1, tzinfo=UTC)  # nine weeks across the spring change of both zones
+    moments = [start + timedelta(minutes=30 * i) for i in range(2 * 24 * 7 * 9)]
+    due_times = {last_scheduled(sub, now) for now in moments}
+    assert all(last_scheduled(sub, now) <= now < next_scheduled(sub, now) for now in moments)
+    local = sorted(d.astimezone(sub.zone) for d in due_times)
+    assert len(local) == 10 and {d.strftime("%a") for d in local} == {"Sun"}  # 22 Feb … 26 Apr
+    assert all(b - a >= timedelta(days=6, hours=23) for a, b in itertools.pairwise(local))
+
+
+def test_as_it_happens_has_no_periodic_digest_and_alerts_from_the_daemon(storage, smtp):
+    from test_digest import NOW, stored_hits
+
+    sink, port = smtp
+    sub = SubscriptionConfig(
+        name="desk", recipients=["a@example.org"], topics=["xi-putin", "energy"], schedule="as-it-happens"
+    )
+    assert last_scheduled(sub, NOW) is None and next_scheduled(sub, NOW) is None
+    storage.sync_subscriptions([sub], NOW - timedelta(days=1))
+    stored_hits(storage)
+    settings = Settings(
+        smtp_host="127.0.0.1", smtp_port=port, smtp_sender="m@example.org", smtp_security="none"
+    )
+    now = NOW + timedelta(minutes=1)
+    daemon = Daemon(None, storage, MonitorConfig(subscriptions=[sub]), settings, clock=lambda: now)  # type: ignore[arg-type]
+    assert daemon.due_subscriptions(now) == []
+    asyncio.run(daemon.send_due_digests())
+    subjects = sorted(
+        email.message_from_bytes(m, policy=email.policy.default)["Subject"] for m in sink.messages
+    )
+    assert subjects == [
+        "Alert, energy: Pipeline deal signed",
+        'Alert, xi-putin: Talks <script>alert("x")</script> & "summit" Bcc: victim@example.org',
+        "Alert, xi-putin: Xi and Putin meet in Beijing",
+    ]
+    asyncio.run(daemon.send_due_digests())
+    assert len(sink.messages) == 3
+    assert [p for p in daemon.health()["problems"] if not p.startswith("scheduler")] == []

@@ -124,7 +124,7 @@ def test_a_misbehaving_smtp_server_gets_the_digest_once_it_recovers(storage, smt
     asyncio.run(recovered.send_due_digests())
     assert len(handler.messages) == 1 and storage.outbox() == []
     message = email.message_from_bytes(handler.messages[0], policy=email.policy.default)
-    assert message["Subject"].endswith(": 3 new stories in 2 topics")
+    assert message["Subject"].startswith("morning: 3 new stories (xi-putin 2, energy 1)")
     assert all(h.delivered for h in storage.topic_hits(storage.get_topic("xi-putin").id).values())
     assert recovered.due_subscriptions(now + timedelta(hours=1)) == []  # the day's digest is done
 
@@ -137,11 +137,11 @@ def test_a_crash_after_the_server_took_the_digest_resends_the_same_message(stora
     stored_hits(storage)
     now = NOW + timedelta(hours=1)
     daemon = _daemon(storage, port, lambda: now)
-    original = storage.digest_sent
-    storage.digest_sent = lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore[method-assign]
+    original = storage.delivery_sent
+    storage.delivery_sent = lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
         asyncio.run(daemon.send_due_digests())
-    storage.digest_sent = original  # type: ignore[method-assign]
+    storage.delivery_sent = original  # type: ignore[method-assign]
     assert len(handler.messages) == 1 and len(storage.outbox()) == 1
 
     asyncio.run(_daemon(storage, port, lambda: now + timedelta(seconds=30)).send_due_digests())

@@ -137,17 +137,35 @@ def test_article_results_hits_and_digest_bookkeeping(storage):
 
     start, owed = storage.undelivered_hits(sub, until=NOW)
     assert [h.id for h in owed] == [hit.id] and start == NOW - timedelta(days=1)
-    digest = storage.record_digest(
-        "s", status="sending", window_start=start, window_end=NOW, hit_ids=[hit.id], now=NOW, message="m"
+    storage.record_digest(
+        "s",
+        status="sending",
+        window_start=start,
+        window_end=NOW,
+        hit_ids=[hit.id],
+        now=NOW,
+        message_id="<1@x>",
+        document="{}",
+        deliveries=[("email", "m"), ("webhook", "{}")],
     )
     assert storage.undelivered_hits(sub, until=NOW)[1] == []  # the outbox carries it...
     assert not storage.topic_hits(storage.get_topic("t").id)[item.id].delivered  # ...undelivered
-    storage.digest_failed(digest, error="SMTP down", retry_at=NOW + timedelta(minutes=2))
+    email, webhook = storage.outbox()
+    assert storage.outbox_size() == 2
+    storage.delivery_failed(email.id, error="SMTP down", retry_at=NOW + timedelta(minutes=2))
+    assert not storage.delivery_sent(webhook.id, NOW)  # one channel of two: not sent yet
     [pending] = storage.outbox()
-    assert (pending.attempts, pending.error) == (1, "SMTP down")
+    assert (pending.channel, pending.attempts, pending.error, pending.payload) == (
+        "email",
+        1,
+        "SMTP down",
+        "m",
+    )
     assert pending.next_attempt_at == NOW + timedelta(minutes=2)
-    storage.digest_sent(digest, NOW + timedelta(minutes=2))
+    assert storage.last_digests()["s"].error == "email: SMTP down"
+    assert storage.delivery_sent(pending.id, NOW + timedelta(minutes=2))
     assert storage.outbox() == [] and storage.topic_hits(storage.get_topic("t").id)[item.id].delivered
+    assert [d.document for d in storage.published_digests("s")] == ["{}"]
     start, owed = storage.undelivered_hits(sub, until=NOW + timedelta(hours=1))
     assert owed == [] and start == NOW
     assert storage.last_digest_time("s") == NOW
@@ -290,3 +308,33 @@ def test_migrations_go_down_and_up_again_with_data_in_the_tables(storage, site, 
     [digest] = storage.last_digests().values()
     assert digest.status == "sent" and digest.attempts == 0
     assert storage.search("Putin")  # the search index is rebuilt from the stored articles
+
+
+def test_migration_0008_moves_the_outbox_to_deliveries_and_back(storage):
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["t"])
+    storage.sync_subscriptions([sub], NOW)
+    failing = storage.record_digest(
+        "s",
+        status="sending",
+        window_start=NOW,
+        window_end=NOW,
+        hit_ids=[],
+        now=NOW,
+        message_id="<1@x>",
+        document="{}",
+        deliveries=[("email", "Subject: s\n\nbody")],
+    )
+    [delivery] = storage.outbox()
+    storage.delivery_failed(delivery.id, error="SMTP down", retry_at=NOW + timedelta(minutes=2))
+    storage.record_digest(
+        "s", status="sent", window_start=NOW, window_end=NOW, hit_ids=[], now=NOW, kind="alert", topic="t"
+    )
+
+    downgrade(storage.engine, "0007")
+    with storage.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, message, attempts, error, next_attempt_at FROM digests").all()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [(failing, "Subject: s\n\nbody", 1, "SMTP down")]
+    upgrade(storage.engine)
+    [back] = storage.outbox()
+    assert (back.digest_id, back.channel, back.attempts, back.error) == (failing, "email", 1, "SMTP down")
+    assert back.next_attempt_at == NOW + timedelta(minutes=2) and back.payload == "Subject: s\n\nbody"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.storage import HitView, StoryCopy
+
+KIND_DIGEST, KIND_ALERT = "digest", "alert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,8 @@ class StoryEntry:
     also: list[StoryCopy]
     #: every hit of the story this digest carries (the shown one included)
     hit_ids: list[int]
+    #: the lead of the shown copy, about two lines (empty when it has no text of its own)
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,7 @@ class TopicSection:
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """One subscription's digest for one window, ready to render."""
+    """One subscription's digest (or alert) for one window, ready to render."""
 
     subscription: str
     window_start: datetime
@@ -51,6 +55,12 @@ class Digest:
     sections: list[TopicSection]
     #: hits carried but not shown: stale reposts the subscription leaves out
     skipped_hit_ids: list[int] = field(default_factory=list)
+    #: "digest" (daily or weekly) or "alert" (as it happens, one topic)
+    kind: str = KIND_DIGEST
+    #: the topic of an alert
+    topic: str | None = None
+    #: "daily", "weekly" or "as-it-happens"
+    schedule: str = "daily"
 
     @property
     def hit_ids(self) -> list[int]:
@@ -65,17 +75,48 @@ class Digest:
         return sum(len(s.stories) for s in self.sections)
 
     @property
+    def topic_counts(self) -> dict[str, int]:
+        """New stories per topic, in the digest's order."""
+        return {s.topic: len(s.stories) for s in self.sections if s.stories}
+
+    @property
+    def window(self) -> str:
+        """The window covered, in the subscriber's time zone, as short as it can be said."""
+        return window_label(self.window_start, self.window_end, self.zone)
+
+    @property
     def subject(self) -> str:
-        """One line, safe for a mail header: the window and the counts."""
-        end = self.window_end.astimezone(self.zone)
-        topics = sum(1 for s in self.sections if s.stories)
-        noun = "story" if self.count == 1 else "stories"
-        what = (
-            f"{self.count} new {noun} in {topics} topic{'s' if topics != 1 else ''}"
-            if self.count
-            else "no new stories"
-        )
-        return one_line(f"{self.subscription} digest, {end:%a %d %b %Y}: {what}")
+        """One line, safe for a mail header: the window and the counts (an alert: the topic and the
+        headline)."""
+        if self.kind == KIND_ALERT:
+            stories = [story for s in self.sections for story in s.stories]
+            what = stories[0].hit.title if len(stories) == 1 else f"{len(stories)} new stories"
+            return one_line(f"Alert, {self.topic}: {what}")
+        counts = self.topic_counts
+        if not self.count:
+            what = "no new stories"
+        elif len(counts) <= 3:
+            what = f"{_stories(self.count)} ({', '.join(f'{t} {n}' for t, n in counts.items())})"
+        else:
+            what = f"{_stories(self.count)} in {len(counts)} topics"
+        return one_line(f"{self.subscription}: {what} · {self.window}")
+
+
+def _stories(n: int) -> str:
+    return f"{n} new {'story' if n == 1 else 'stories'}"
+
+
+def window_label(start: datetime, end: datetime, zone: ZoneInfo) -> str:
+    """The window as people say it: "Mon 23 Nov 2026, 06:00–09:00", "22–23 Nov 2026",
+    "30 Nov – 6 Dec 2026", "28 Dec 2026 – 4 Jan 2027"."""
+    a, b = start.astimezone(zone), end.astimezone(zone)
+    if a.date() == b.date():
+        return f"{b:%a} {b.day} {b:%b %Y}, {a:%H:%M}–{b:%H:%M}"
+    if (a.year, a.month) == (b.year, b.month):
+        return f"{a.day}–{b.day} {b:%b %Y}"
+    if a.year == b.year:
+        return f"{a.day} {a:%b} – {b.day} {b:%b %Y}"
+    return f"{a.day} {a:%b %Y} – {b.day} {b:%b %Y}"
 
 
 def build_digest(
@@ -89,23 +130,34 @@ def build_digest(
     zone: ZoneInfo,
     topic_order: Sequence[str],
     exclude_reposts_older_than: timedelta | None = None,
+    leads: Mapping[int, str] | None = None,
+    kind: str = KIND_DIGEST,
+    schedule: str = "daily",
 ) -> Digest:
-    """Group hits by topic (in the subscription's order), then by story: each new story once, best score
-    first, then newest; stories in ``already_sent`` only as "more sources"; stale reposts left out."""
+    """Group hits by topic (in the subscription's order), then by story: each new story once (under the
+    first of its topics), best score first, then newest; stories in ``already_sent`` only as "more
+    sources"; stale reposts left out.
+    ``leads`` are the summaries of articles by id."""
+    leads = leads or {}
     skipped = [h.id for h in hits if _stale(h, exclude_reposts_older_than)]
     kept = [h for h in hits if h.id not in set(skipped)]
     sections = []
+    shown: set[int] = set()  # a story matching several topics is shown under the first
     for topic in topic_order:
         groups: dict[int, list[HitView]] = {}
         for hit in (h for h in kept if h.topic == topic):
-            groups.setdefault(hit.story_id if hit.story_id is not None else -hit.id, []).append(hit)
+            groups.setdefault(hit.story_id if hit.story_id is not None else -hit.article_id, []).append(hit)
         stories, updates = [], []
         for story_id, group in groups.items():
             story_copies = list(copies.get(story_id, []))
-            if story_id in already_sent:
+            if story_id in shown:
+                skipped += [h.id for h in group]
+            elif story_id in already_sent:
                 updates.append(_update(group, story_copies))
             else:
-                stories.append(_entry(group, story_copies))
+                entry = _entry(group, story_copies)
+                stories.append(replace(entry, summary=leads.get(entry.hit.article_id, "")))
+                shown.add(story_id)
         stories.sort(key=lambda s: (-s.hit.score, -(s.hit.published or s.hit.created_at).timestamp()))
         if stories or updates:
             sections.append(TopicSection(topic=topic, stories=stories, updates=updates))
@@ -116,7 +168,32 @@ def build_digest(
         zone=zone,
         sections=sections,
         skipped_hit_ids=skipped,
+        kind=kind,
+        topic=topic_order[0] if kind == KIND_ALERT and topic_order else None,
+        schedule=schedule,
     )
+
+
+def split_alert(alert: Digest, allowance: int) -> list[Digest]:
+    """An alert per story, best first, while ``allowance`` (alerts the rate limit still allows) lasts; when
+    it does not last, the last alert carries the rest together. The first also carries the hits shown in
+    none (more sources, stale reposts)."""
+    if not alert.sections or allowance < 1:
+        return [alert]
+    [section] = alert.sections
+    stories = section.stories
+    if len(stories) <= allowance:
+        groups = [[story] for story in stories]
+    else:
+        groups = [[story] for story in stories[: allowance - 1]] + [stories[allowance - 1 :]]
+    return [
+        replace(
+            alert,
+            sections=[TopicSection(section.topic, group, section.updates if i == 0 else [])],
+            skipped_hit_ids=alert.skipped_hit_ids if i == 0 else [],
+        )
+        for i, group in enumerate(groups)
+    ]
 
 
 def _entry(group: list[HitView], copies: list[StoryCopy]) -> StoryEntry:

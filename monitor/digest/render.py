@@ -1,46 +1,76 @@
-"""Rendering a digest with Jinja2: HTML (all article-derived text escaped) and plain text."""
+"""Rendering a digest document with Jinja2: HTML for mail clients (CSS inlined, tables, dark mode, no
+remote resources; all article-derived text escaped), plain text, and the email message around them."""
 
 from __future__ import annotations
 
-import re
+import secrets
+import textwrap
+from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, parseaddr
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from monitor.digest.build import Digest, one_line
-from monitor.topics import Clause, summarize
+from monitor.digest.document import to_document
 
-_MARKED = re.compile(r"«([^«»\n]{1,200})»")
-
-
-def _highlight(snippet: str) -> Markup:
-    """Escape a snippet, then turn the matcher's «term» marks into <mark> elements."""
-    return Markup(_MARKED.sub(r"<mark>\1</mark>", str(escape(snippet))))
+#: how the plain-text part is wrapped
+TEXT_WIDTH = 76
 
 
-def _plain_marks(snippet: str) -> str:
-    return _MARKED.sub(r"*\1*", snippet)
+def _marked(text: str, spans: Sequence[Sequence[int]]) -> Markup:
+    """Escape ``text`` and wrap the given character spans in <mark>."""
+    out, pos = [], 0
+    for start, end in sorted((int(s), int(e)) for s, e in spans):
+        if start < pos or end > len(text):
+            continue
+        out += [str(escape(text[pos:start])), "<mark>", str(escape(text[start:end])), "</mark>"]
+        pos = end
+    out.append(str(escape(text[pos:])))
+    return Markup("".join(out))
 
 
-def _why(explanation: list[dict[str, Any]], matched: list[str]) -> str:
-    """One line of why a hit matched: each term and where it occurred."""
-    if not explanation:  # hits stored before explanations were kept
-        return "matched " + ", ".join(matched)
-    return summarize(Clause(**clause) for clause in explanation)
+def _starred(text: str, spans: Sequence[Sequence[int]]) -> str:
+    """``text`` with the spans shown as *word* for the plain-text part."""
+    out, pos = [], 0
+    for start, end in sorted((int(s), int(e)) for s, e in spans):
+        if start < pos or end > len(text):
+            continue
+        out += [text[pos:start], "*", text[start:end], "*"]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
-def _local(value: datetime | None, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).strftime("%d %b %Y %H:%M %Z") if value else "date unknown"
+def _when(value: str | None, zone: str, style: str = "full") -> str:
+    """An ISO timestamp in the subscriber's zone: "Thu 12 Nov, 10:00 CET" (or a date: "8 May 2025")."""
+    if not value:
+        return "date unknown"
+    local = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    if style == "date":
+        return f"{local.day} {local:%b %Y}"
+    if style == "long":
+        return f"{local:%a} {local.day} {local:%b %Y %H:%M %Z}"
+    return f"{local:%a} {local.day} {local:%b, %H:%M %Z}"
 
 
-def _local_date(value: datetime, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).strftime("%d %b %Y")
+def _wrap(text: str, indent: str = "  ", first: str | None = None) -> str:
+    """One paragraph of the plain-text part, wrapped and indented (``first``: the first line's start)."""
+    return textwrap.fill(
+        one_line(text),
+        TEXT_WIDTH,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 @cache
@@ -53,33 +83,97 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["highlight"] = _highlight
-    env.filters["plain_marks"] = _plain_marks
+    env.filters["marked"] = _marked
+    env.filters["starred"] = _starred
     env.filters["one_line"] = one_line
-    env.filters["local"] = _local
-    env.filters["local_date"] = _local_date
-    env.globals["why"] = _why
+    env.filters["when"] = _when
+    env.filters["wrap"] = _wrap
     return env
 
 
-def render_html(digest: Digest) -> str:
-    return _environment().get_template("digest.html.j2").render(digest=digest)
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    # @media rules (dark mode, narrow screens) cannot be inlined: they stay in the <style> element
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
-def render_text(digest: Digest) -> str:
-    return _environment().get_template("digest.txt.j2").render(digest=digest)
+def _document(digest: Digest | dict[str, Any]) -> dict[str, Any]:
+    return digest if isinstance(digest, dict) else to_document(digest)
 
 
-def compose_message(digest: Digest, *, sender: str, recipients: list[str]) -> EmailMessage:
-    """A multipart/alternative message: plain text first, HTML preferred."""
-    message = EmailMessage()
-    message["Subject"] = digest.subject
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Date"] = formatdate(digest.window_end.timestamp(), localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(
-        idstring=f"digest.{digest.subscription}", domain=sender.rpartition("@")[2].strip(">") or None
+def render_html(digest: Digest | dict[str, Any], *, unsubscribe: str | None = None) -> str:
+    """The digest as an HTML email body: table layout, CSS inlined, no remote images or trackers."""
+    html = (
+        _environment().get_template("digest.html.j2").render(doc=_document(digest), unsubscribe=unsubscribe)
     )
-    message.set_content(render_text(digest), charset="utf-8")
-    message.add_alternative(render_html(digest), subtype="html", charset="utf-8")
+    return str(_inliner().inline(html))
+
+
+def render_text(digest: Digest | dict[str, Any], *, unsubscribe: str | None = None) -> str:
+    """The same content as plain text."""
+    return _environment().get_template("digest.txt.j2").render(doc=_document(digest), unsubscribe=unsubscribe)
+
+
+def render_fragment(document: dict[str, Any]) -> str:
+    """The digest as simple HTML for a feed reader's entry (readers apply their own styles)."""
+    return _environment().get_template("entry.html.j2").render(doc=document)
+
+
+def unsubscribe_target(subscription: str, *, sender: str, url: str | None) -> str:
+    """Where List-Unsubscribe points: the configured URL (``{subscription}`` filled in), else a mail to the
+    sender asking to be taken off the subscription."""
+    if url:
+        return url.replace("{subscription}", quote(subscription, safe=""))
+    address = parseaddr(sender)[1] or sender
+    return f"mailto:{address}?subject={quote(f'unsubscribe {subscription}')}"
+
+
+def _domain(sender: str) -> str:
+    return (parseaddr(sender)[1] or sender).rpartition("@")[2].strip("<> ") or "monitor.invalid"
+
+
+def thread_message_id(message_id: str) -> str:
+    """A Message-ID as it appears in In-Reply-To and References."""
+    return message_id if message_id.startswith("<") else f"<{message_id}>"
+
+
+def compose_message(
+    document: dict[str, Any],
+    *,
+    message_id: str,
+    sender: str,
+    recipients: list[str],
+    sent_at: datetime,
+    sender_name: str = "monitor",
+    unsubscribe_url: str | None = None,
+    thread: tuple[str, str] | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message (plain text first, HTML preferred), UTF-8, with the headers mail
+    clients and list tools read: a stable From, Message-ID, Date, List-Id, List-Unsubscribe; an alert
+    replies to its topic's earlier alerts (``thread``: the first and the latest Message-ID)."""
+    subscription = document["subscription"]
+    address = parseaddr(sender)[1] or sender
+    name = parseaddr(sender)[0] or sender_name
+    unsubscribe = unsubscribe_target(subscription, sender=address, url=unsubscribe_url)
+    message = EmailMessage()
+    message["Subject"] = one_line(document["subject"])
+    message["From"] = formataddr((name, address))
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(sent_at.timestamp(), localtime=False, usegmt=True)
+    message["Message-ID"] = message_id
+    message["List-Id"] = f'"monitor: {subscription}" <{subscription}.{_domain(address)}>'
+    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["Auto-Submitted"] = "auto-generated"
+    if thread is not None:
+        first, latest = (thread_message_id(m) for m in thread)
+        message["In-Reply-To"] = latest
+        message["References"] = first if first == latest else f"{first} {latest}"
+    message.set_content(render_text(document, unsubscribe=unsubscribe), charset="utf-8")
+    message.add_alternative(render_html(document, unsubscribe=unsubscribe), subtype="html", charset="utf-8")
     return message
+
+
+def new_message_id(*, kind: str, subscription: str, topic: str | None, sender: str) -> str:
+    """A fresh Message-ID naming what it is: <…digest.morning@example.org>, <…alert.morning.xi@…>."""
+    parts = [secrets.token_hex(8), kind, subscription, *([topic] if topic else [])]
+    return f"<{'.'.join(parts)}@{_domain(sender)}>"

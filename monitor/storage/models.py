@@ -245,25 +245,53 @@ class Subscription(SQLModel, table=True):
 
 
 class Digest(SQLModel, table=True):
-    """One digest of a subscription: the hits it carries and whether it was delivered.
+    """One digest or alert of a subscription: the hits it carries, its content, and whether it went out.
 
-    A digest to send is stored with its message, in state ``sending``, before the SMTP server sees it; it
-    becomes ``sent`` once the server took it. A failed send, or a crash in between, leaves it ``sending``:
-    the same message (same Message-ID) goes out at ``next_attempt_at``.
+    A digest to send is stored with its content and one delivery per channel (the exact message or body),
+    in state ``sending``, before any server sees it; it becomes ``sent`` once every channel took it. An
+    ``empty`` one had nothing to send and only carries its hits.
     """
 
     __tablename__ = "digests"
 
     id: int | None = Field(default=None, primary_key=True)
     subscription_id: int = Field(foreign_key="subscriptions.id", index=True)
+    #: "digest" (daily or weekly) or "alert" (as it happens, of one topic)
+    kind: str = Field(
+        default="digest", sa_column=sa.Column(sa.String(10), nullable=False, server_default="digest")
+    )
+    #: the topic of an alert
+    topic: str | None = Field(default=None, max_length=100)
     status: str = Field(max_length=20, index=True)
     window_start: datetime = _ts()
     window_end: datetime = _ts()
     hit_count: int = 0
     message_id: str | None = Field(default=None, max_length=300)
-    #: the message as sent (RFC 5322 text), so a retry sends exactly the same one
-    message: str | None = _text()
-    #: failed sending attempts so far, the last one's error, and when the next attempt is due
+    #: the digest as the documented JSON shape (monitor.digest.document): what the Atom feed, the JSON
+    #: export and webhooks show
+    document: str | None = _text()
+    created_at: datetime = _ts()
+    sent_at: datetime | None = _ts(nullable=True)
+
+
+class Delivery(SQLModel, table=True):
+    """One channel's delivery of a digest (email, webhook): the outbox.
+
+    Stored with the digest, with exactly what is sent; ``pending`` until the server took it. A failure keeps
+    it pending with the error, the attempt count and the next attempt, so a retry sends the same bytes.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.UniqueConstraint("digest_id", "channel", name="uq_deliveries_digest_channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int = Field(foreign_key="digests.id", index=True)
+    #: "email" or "webhook"
+    channel: str = Field(max_length=20)
+    #: "pending" or "sent"
+    status: str = Field(max_length=20, index=True)
+    #: the RFC 5322 message, or the JSON body
+    payload: str = _text(nullable=False)
     attempts: int = 0
     error: str | None = _text()
     next_attempt_at: datetime | None = _ts(nullable=True)

@@ -33,6 +33,7 @@ from monitor.storage.models import (
     Article,
     ArticleBand,
     ArticleFingerprint,
+    Delivery,
     Digest,
     DigestItem,
     Feed,
@@ -54,6 +55,10 @@ MAX_ARTICLE_ATTEMPTS = 5
 DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY = "sending", "sent", "empty"
 #: digests that carry their hits: the subscription's next window starts after them
 DIGEST_CARRYING = (DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY)
+#: what a digest row is: a daily or weekly digest, or an alert of one topic as it happens
+KIND_DIGEST, KIND_ALERT = "digest", "alert"
+#: delivery states: in the outbox (never taken yet, or failed and waiting for its next attempt), or sent
+DELIVERY_PENDING, DELIVERY_SENT = "pending", "sent"
 
 
 def _representative_rank(article: Article) -> tuple[bool, datetime]:
@@ -85,12 +90,19 @@ class StoredHit:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxDigest:
-    """A digest stored for sending that no SMTP server has confirmed yet."""
+class OutboxDelivery:
+    """One channel's delivery of a digest or alert that no server has confirmed yet."""
 
     id: int
+    digest_id: int
     subscription: str
-    message: str
+    #: "digest" or "alert"
+    kind: str
+    topic: str | None
+    #: "email" or "webhook"
+    channel: str
+    #: exactly what is sent: the RFC 5322 message or the JSON body
+    payload: str
     message_id: str | None
     hit_count: int
     attempts: int
@@ -108,9 +120,23 @@ class DigestRecord:
     window_end: datetime
     hits: int
     sent_at: datetime | None
+    #: of its channels still in the outbox: the most failed attempts, the last error, the next attempt
     attempts: int
     error: str | None
     next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedDigest:
+    """A digest or alert with its content, as the Atom feed and the JSON export show it."""
+
+    id: int
+    kind: str
+    topic: str | None
+    status: str
+    created_at: datetime
+    #: the JSON document (see monitor.digest.document)
+    document: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -985,25 +1011,40 @@ class Storage:
                 if sub.name not in known:
                     session.add(Subscription(name=sub.name, created_at=now))
 
-    def undelivered_hits(
-        self, subscription: SubscriptionConfig, *, until: datetime
-    ) -> tuple[datetime, list[HitView]]:
-        """The hits a subscription's next digest carries, and where its window starts.
+    @staticmethod
+    def _last_window_end(session: Session, subscription_id: int, kind: str, topic: str | None) -> Any:
+        query = select(sa.func.max(Digest.window_end)).where(
+            Digest.subscription_id == subscription_id,
+            col(Digest.status).in_(DIGEST_CARRYING),
+            Digest.kind == kind,
+        )
+        if topic is not None:
+            query = query.where(Digest.topic == topic)
+        return session.exec(query).one()
 
-        A hit is due when it is of one of the subscription's topics, scores at least its minimum, was stored
-        after the subscription began and up to ``until``, and no digest of this subscription carries it (one
-        sent, one still being sent, or an empty one: that carries what needed no sending, stale reposts and
-        more sources of stories already sent).
+    def undelivered_hits(
+        self,
+        subscription: SubscriptionConfig,
+        *,
+        until: datetime,
+        topics: Sequence[str] | None = None,
+        kind: str = KIND_DIGEST,
+    ) -> tuple[datetime, list[HitView]]:
+        """The hits a subscription's next digest (or, with ``kind`` alert, its next alert of the one topic in
+        ``topics``) carries, and where its window starts.
+
+        A hit is due when it is of one of ``topics`` (default: all the subscription's), scores at least its
+        minimum, was stored after the subscription began and up to ``until``, and nothing of this
+        subscription carries it: no digest or alert (one sent, one still being sent, or an empty one: that
+        carries what needed no sending, stale reposts and more sources of stories already sent).
         Selecting by "not yet carried" rather than by time window alone means a hit committed late never
         loses anything; a digest whose sending failed keeps its hits for its retry, so none is sent twice.
         """
+        wanted = list(subscription.topics if topics is None else topics)
         with self._session() as session:
             sub = self._subscription(session, subscription.name)
-            last_end = session.exec(
-                select(sa.func.max(Digest.window_end)).where(
-                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_CARRYING)
-                )
-            ).one()
+            topic = wanted[0] if kind == KIND_ALERT and wanted else None
+            last_end = self._last_window_end(session, sub.id or 0, kind, topic)
             carried = (
                 select(DigestItem.hit_id)
                 .join(Digest, col(Digest.id) == DigestItem.digest_id)
@@ -1012,7 +1053,7 @@ class Storage:
             query = (
                 self._hit_query()
                 .where(
-                    col(Topic.name).in_(list(subscription.topics)),
+                    col(Topic.name).in_(wanted),
                     col(Hit.score) >= subscription.min_score,
                     col(Hit.created_at) > sub.created_at,
                     col(Hit.created_at) <= until,
@@ -1020,11 +1061,12 @@ class Storage:
                 )
                 .order_by(col(Topic.name), col(Hit.score).desc(), col(Hit.created_at))
             )
-            hits = [self._hit_view(*row) for row in session.exec(query).all()]
+            hits = [self._hit_view(*row) for row in session.exec(query).all()] if wanted else []
             return (last_end or sub.created_at), hits
 
     def stories_delivered(self, subscription: str, story_ids: Collection[int]) -> set[int]:
-        """Which of these stories a sent digest of the subscription already carried (through any copy)."""
+        """Which of these stories a sent digest or alert of the subscription already carried (through any
+        copy)."""
         if not story_ids:
             return set()
         with self._session() as session:
@@ -1036,12 +1078,36 @@ class Storage:
                 .join(Digest, col(Digest.id) == DigestItem.digest_id)
                 .where(
                     Digest.subscription_id == sub.id,
-                    Digest.status == DIGEST_SENT,
+                    col(Digest.status).in_((DIGEST_SENT, DIGEST_SENDING)),
                     col(Article.story_id).in_(list(story_ids)),
                 )
                 .distinct()
             )
             return {story for story in session.exec(query).all() if story is not None}
+
+    def article_leads(self, article_ids: Collection[int]) -> dict[int, tuple[str, str, str | None]]:
+        """Each article's text, feed summary and site, for the digest's summary lines."""
+        if not article_ids:
+            return {}
+        table: sa.Table = Article.__table__  # type: ignore[attr-defined]
+        articles = table.c
+        query = sa.select(articles.id, articles.text, articles.feed_summary, articles.site).where(
+            articles.id.in_(list(article_ids))
+        )
+        with self._read() as conn:
+            return {i: (text or "", summary or "", site) for i, text, summary, site in conn.execute(query)}
+
+    def repeated_site_lines(self, host: str, keys: Collection[str], *, at_least: int) -> set[str]:
+        """Which of these line keys the site showed in at least ``at_least`` of its articles (its furniture,
+        for a digest's summaries, before it is frequent enough to count as chrome)."""
+        if not keys:
+            return set()
+        table: sa.Table = SiteLine.__table__  # type: ignore[attr-defined]
+        query = sa.select(table.c.line_key).where(
+            table.c.host == host, table.c.line_key.in_(list(keys)), table.c.articles >= at_least
+        )
+        with self._read() as conn:
+            return set(conn.execute(query).scalars())
 
     def record_digest(
         self,
@@ -1052,68 +1118,124 @@ class Storage:
         window_end: datetime,
         hit_ids: Sequence[int],
         now: datetime,
+        kind: str = KIND_DIGEST,
+        topic: str | None = None,
         message_id: str | None = None,
-        message: str | None = None,
+        document: str | None = None,
+        deliveries: Sequence[tuple[str, str]] = (),
     ) -> int:
-        """Record a digest and the hits it carries: ``empty`` (nothing to send) or ``sending`` (stored with
-        its message, to be sent now; see :meth:`digest_sent`, :meth:`digest_failed`)."""
+        """Record a digest (or alert) and the hits it carries: ``empty`` (nothing to send), or ``sending``
+        with its content and one delivery per channel, ``(channel, payload)``, to be sent now (see
+        :meth:`delivery_sent`, :meth:`delivery_failed`), all in one transaction."""
         with self._session() as session:
             sub = self._subscription(session, subscription)
             digest = Digest(
                 subscription_id=sub.id or 0,
+                kind=kind,
+                topic=topic,
                 status=status,
                 window_start=window_start,
                 window_end=window_end,
                 hit_count=len(hit_ids),
                 message_id=message_id,
-                message=message,
+                document=document,
                 created_at=now,
-                next_attempt_at=now if status == DIGEST_SENDING else None,
+                sent_at=now if status == DIGEST_SENT else None,
             )
             session.add(digest)
             session.flush()
             session.add_all(DigestItem(digest_id=digest.id or 0, hit_id=h) for h in hit_ids)
+            session.add_all(
+                Delivery(
+                    digest_id=digest.id or 0,
+                    channel=channel,
+                    status=DELIVERY_PENDING,
+                    payload=payload,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                for channel, payload in deliveries
+            )
             return digest.id or 0
 
-    def digest_sent(self, digest_id: int, now: datetime) -> None:
-        """The SMTP server took the digest: its hits are delivered."""
+    def delivery_sent(self, delivery_id: int, now: datetime) -> bool:
+        """The server took this channel's delivery; once every channel did, the digest is sent (its hits
+        delivered). Returns whether the digest is now sent."""
         with self._session() as session:
-            digest = self._digest(session, digest_id)
-            digest.status, digest.sent_at, digest.next_attempt_at = DIGEST_SENT, now, None
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None:
+                raise NotFoundError("delivery", str(delivery_id))
+            delivery.status, delivery.sent_at, delivery.next_attempt_at = DELIVERY_SENT, now, None
+            session.add(delivery)
+            session.flush()
+            left = session.exec(
+                select(sa.func.count())
+                .select_from(Delivery)
+                .where(Delivery.digest_id == delivery.digest_id, Delivery.status == DELIVERY_PENDING)
+            ).one()
+            if left:
+                return False
+            digest = self._digest(session, delivery.digest_id)
+            digest.status, digest.sent_at = DIGEST_SENT, now
             session.add(digest)
+            return True
 
-    def digest_failed(self, digest_id: int, *, error: str, retry_at: datetime) -> None:
-        """Sending failed: the digest stays in the outbox, its hits undelivered, until ``retry_at``."""
+    def delivery_failed(self, delivery_id: int, *, error: str, retry_at: datetime) -> None:
+        """Sending failed: the delivery stays in the outbox, its digest's hits undelivered, until
+        ``retry_at``."""
         with self._session() as session:
-            digest = self._digest(session, digest_id)
-            digest.attempts += 1
-            digest.error, digest.next_attempt_at = error, retry_at
-            session.add(digest)
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None:
+                raise NotFoundError("delivery", str(delivery_id))
+            delivery.attempts += 1
+            delivery.error, delivery.next_attempt_at = error, retry_at
+            session.add(delivery)
 
-    def outbox(self, subscription: str | None = None) -> list[OutboxDigest]:
-        """Digests stored for sending and not confirmed sent (of one subscription, or all), oldest first."""
+    def outbox(
+        self, subscription: str | None = None, *, kind: str | None = None, topic: str | None = None
+    ) -> list[OutboxDelivery]:
+        """Deliveries stored for sending and not confirmed sent (of one subscription, kind or alert topic,
+        or all), oldest first."""
         query = (
-            select(Digest, Subscription.name)
+            select(Delivery, Digest, Subscription.name)
+            .join(Digest, col(Digest.id) == Delivery.digest_id)
             .join(Subscription, col(Subscription.id) == Digest.subscription_id)
-            .where(Digest.status == DIGEST_SENDING)
-            .order_by(col(Digest.id))
+            .where(Delivery.status == DELIVERY_PENDING)
+            .order_by(col(Delivery.digest_id), col(Delivery.id))
         )
         if subscription is not None:
             query = query.where(Subscription.name == subscription)
+        if kind is not None:
+            query = query.where(Digest.kind == kind)
+        if topic is not None:
+            query = query.where(Digest.topic == topic)
         with self._session() as session:
             return [
-                OutboxDigest(
+                OutboxDelivery(
                     id=d.id or 0,
+                    digest_id=digest.id or 0,
                     subscription=name,
-                    message=d.message or "",
-                    message_id=d.message_id,
-                    hit_count=d.hit_count,
+                    kind=digest.kind,
+                    topic=digest.topic,
+                    channel=d.channel,
+                    payload=d.payload,
+                    message_id=digest.message_id,
+                    hit_count=digest.hit_count,
                     attempts=d.attempts,
                     error=d.error,
                     next_attempt_at=d.next_attempt_at or d.created_at,
                 )
-                for d, name in session.exec(query).all()
+                for d, digest, name in session.exec(query).all()
             ]
+
+    def outbox_size(self) -> int:
+        """How many deliveries wait in the outbox (without reading what they carry)."""
+        with self._session() as session:
+            return int(
+                session.exec(
+                    select(sa.func.count()).select_from(Delivery).where(Delivery.status == DELIVERY_PENDING)
+                ).one()
+            )
 
     @staticmethod
     def _digest(session: Session, digest_id: int) -> Digest:
@@ -1123,37 +1245,113 @@ class Storage:
         return digest
 
     def last_digest_time(self, subscription: str) -> datetime | None:
-        """Where the subscription's last digest window ended (sent, empty, or still being sent)."""
+        """Where the subscription's last daily or weekly digest window ended (sent, empty, or still being
+        sent); alerts do not count."""
         with self._session() as session:
             sub = self._subscription(session, subscription)
-            return session.exec(
-                select(sa.func.max(Digest.window_end)).where(
-                    Digest.subscription_id == sub.id, col(Digest.status).in_(DIGEST_CARRYING)
-                )
-            ).one()
+            return self._last_window_end(session, sub.id or 0, KIND_DIGEST, None)  # type: ignore[no-any-return]
 
     def last_digests(self) -> dict[str, DigestRecord]:
-        """Each subscription's latest digest, by subscription name."""
-        latest = select(sa.func.max(Digest.id)).group_by(col(Digest.subscription_id))
+        """Each subscription's latest daily or weekly digest, by subscription name."""
+        latest = (
+            select(sa.func.max(Digest.id))
+            .where(Digest.kind == KIND_DIGEST)
+            .group_by(col(Digest.subscription_id))
+        )
         query = (
             select(Digest, Subscription.name)
             .join(Subscription, col(Subscription.id) == Digest.subscription_id)
             .where(col(Digest.id).in_(latest))
         )
         with self._session() as session:
-            return {
-                name: DigestRecord(
+            rows = session.exec(query).all()
+            pending: dict[int, list[Delivery]] = {}
+            ids = [d.id for d, _ in rows]
+            for delivery in session.exec(
+                select(Delivery).where(col(Delivery.digest_id).in_(ids), Delivery.status == DELIVERY_PENDING)
+            ).all():
+                pending.setdefault(delivery.digest_id, []).append(delivery)
+            records = {}
+            for d, name in rows:
+                waiting = pending.get(d.id or 0, [])
+                failed = [w for w in waiting if w.attempts]
+                records[name] = DigestRecord(
                     status=d.status,
                     window_start=d.window_start,
                     window_end=d.window_end,
                     hits=d.hit_count,
                     sent_at=d.sent_at,
-                    attempts=d.attempts,
-                    error=d.error,
-                    next_attempt_at=d.next_attempt_at,
+                    attempts=max((w.attempts for w in waiting), default=0),
+                    error="; ".join(f"{w.channel}: {w.error}" for w in failed) or None,
+                    next_attempt_at=min((w.next_attempt_at or w.created_at for w in waiting), default=None),
                 )
-                for d, name in session.exec(query).all()
-            }
+            return records
+
+    def alerts_since(self, subscription: str, topic: str, since: datetime) -> list[datetime]:
+        """When the subscription's alerts of ``topic`` that went out (or are going out) since ``since`` were
+        made, oldest first: what the rate limit counts."""
+        with self._session() as session:
+            sub = self._subscription(session, subscription)
+            return list(
+                session.exec(
+                    select(Digest.created_at)
+                    .where(
+                        Digest.subscription_id == sub.id,
+                        Digest.kind == KIND_ALERT,
+                        Digest.topic == topic,
+                        col(Digest.status).in_((DIGEST_SENDING, DIGEST_SENT)),
+                        col(Digest.created_at) > since,
+                    )
+                    .order_by(col(Digest.created_at))
+                ).all()
+            )
+
+    def alert_thread(self, subscription: str, topic: str) -> tuple[str, str] | None:
+        """The Message-IDs of the first and the latest emailed alert of ``topic``: what a new alert replies
+        to, so mail clients thread a topic's alerts."""
+        with self._session() as session:
+            sub = self._subscription(session, subscription)
+            query = (
+                select(Digest.message_id)
+                .join(Delivery, col(Delivery.digest_id) == Digest.id)
+                .where(
+                    Digest.subscription_id == sub.id,
+                    Digest.kind == KIND_ALERT,
+                    Digest.topic == topic,
+                    Delivery.channel == "email",
+                    col(Digest.message_id).is_not(None),
+                )
+                .order_by(col(Digest.id))
+            )
+            found = [m for m in session.exec(query).all() if m]
+        return (found[0], found[-1]) if found else None
+
+    def published_digests(self, subscription: str, *, limit: int = 20) -> list[PublishedDigest]:
+        """The subscription's latest digests and alerts that have content (sent, or being sent), newest
+        first: its Atom feed and JSON export."""
+        with self._session() as session:
+            sub = self._subscription(session, subscription)
+            rows = session.exec(
+                select(Digest)
+                .where(
+                    Digest.subscription_id == sub.id,
+                    col(Digest.status).in_((DIGEST_SENDING, DIGEST_SENT)),
+                    col(Digest.document).is_not(None),
+                )
+                .order_by(col(Digest.created_at).desc(), col(Digest.id).desc())
+                .limit(limit)
+            ).all()
+            return [
+                PublishedDigest(
+                    id=d.id or 0,
+                    kind=d.kind,
+                    topic=d.topic,
+                    status=d.status,
+                    created_at=d.created_at,
+                    document=d.document or "",
+                )
+                for d in rows
+            ]
 
     def database_size(self) -> int:
         """Bytes the database takes on disk."""
