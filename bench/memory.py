@@ -75,10 +75,16 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.peak, self.peak_tree = pid, 0, 0
         self.stopped = threading.Event()
+        #: the daemon's RSS in MB every 5 s
+        self.timeline: list[int] = []
 
     def run(self) -> None:
+        ticks = 0
         while not self.stopped.wait(0.2):
             own = status_kib(self.pid, "VmRSS")
+            if ticks % 25 == 0:
+                self.timeline.append(own // 1024)
+            ticks += 1
             self.peak = max(self.peak, own, status_kib(self.pid, "VmHWM"))
             self.peak_tree = max(
                 self.peak_tree, own + sum(status_kib(c, "VmRSS") for c in children(self.pid))
@@ -173,6 +179,7 @@ def main() -> None:
     print(
         f"peak RSS: the daemon {peak:.0f} MB (target under {TARGET_MB}); with its pool workers {tree:.0f} MB"
     )
+    print(f"the daemon's RSS every 5 s, MB: {sampler.timeline}")
     if daemon.returncode != 0:
         print(errors[-2000:])
     print(
@@ -186,6 +193,7 @@ def main() -> None:
                 "articles": counts,
                 "peak_rss_mb_daemon": round(peak, 1),
                 "peak_rss_mb_with_workers": round(tree, 1),
+                "rss_mb_every_5_s": sampler.timeline,
                 "target_daemon_under_300_mb": peak < TARGET_MB and daemon.returncode == 0,
                 "load_average": os.getloadavg()[0],
                 "seconds": round(time.perf_counter() - began, 1),

@@ -26,12 +26,12 @@ import logging
 import random
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from monitor import dedup
 from monitor.chrome import chrome_keys, line_keys, strip_lines
@@ -70,6 +70,9 @@ ARTICLE_PAGE = 200
 #: articles being fetched at once; the fetcher's own limits (overall, per site, spacing) still apply, so
 #: this only needs to be large enough that articles of one slow site do not hold up the others
 FETCHERS = 64
+#: feeds being polled at once; the fetcher's own limits (overall, per site, spacing) still apply, so this
+#: only needs to be large enough that feeds waiting on one site do not hold up the others
+POLLERS = 64
 #: pages handed to each extraction worker and not back yet: one being extracted, one waiting
 EXTRACTING_PER_WORKER = 2
 #: extracted articles waiting to be settled, and the most settled in one transaction
@@ -155,8 +158,12 @@ class Pipeline:
         self._streams: set[ArticleStream] = set()
         #: poll results go to the database together when they finish together (group commit)
         self._record_poll = GroupCommit(storage.record_polls)
-        #: feeds being polled by ``poll_due``, so a feed is never polled twice at once
-        self._polling: dict[int, asyncio.Task[PollOutcome]] = {}
+        #: feeds ``poll_due`` queued or is polling (a feed is never polled twice at once), the queue, the
+        #: pollers taking from it, and what tells the running stream of new articles
+        self._polling: set[int] = set()
+        self._to_poll: asyncio.Queue[FeedForPoll] = asyncio.Queue()
+        self._pollers: list[asyncio.Task[None]] = []
+        self._wake: Callable[[], None] | None = None
 
     def stop(self) -> None:
         """Finish the articles in hand and start no others (the rest stay queued for the next run)."""
@@ -193,9 +200,22 @@ class Pipeline:
         stream: ArticleStream | None = None,
         progress: Progress | None = None,
     ) -> list[PollOutcome]:
-        """Poll feeds concurrently (within the fetcher's limits); the articles they record go into
-        ``stream`` as soon as each poll has recorded them."""
-        return await self._gather("poll", [self._poll_and_wake(f, stream) for f in feeds], progress)
+        """Poll feeds, POLLERS at once (the fetcher's limits apply within them); the articles they record go
+        into ``stream`` as soon as each poll has recorded them. Outcomes in the order of ``feeds``."""
+        outcomes: list[PollOutcome | None] = [None] * len(feeds)
+        waiting = iter(enumerate(feeds))
+        done = 0
+
+        async def poller() -> None:
+            nonlocal done
+            for i, feed in waiting:
+                outcomes[i] = await self._poll_and_wake(feed, stream)
+                done += 1
+                if progress is not None:
+                    progress("poll", done, len(feeds))
+
+        await asyncio.gather(*(poller() for _ in range(min(POLLERS, len(feeds)))))
+        return [o for o in outcomes if o is not None]
 
     async def _poll_and_wake(self, feed: FeedForPoll, stream: ArticleStream | None) -> PollOutcome:
         outcome = await self.poll_feed(feed)
@@ -223,30 +243,47 @@ class Pipeline:
         await running
 
     def poll_due(self, stream: ArticleStream) -> int:
-        """Start polling every due feed not being polled already (for the daemon's tick); the articles
-        they record go into ``stream``. Returns how many polls started."""
-        started = 0
+        """Queue every due feed not queued or being polled already, for POLLERS pollers to take in turn
+        (for the daemon's tick); the articles they record go into ``stream``. While more than POLLERS feeds
+        wait, the database is not asked again: a feed coming due then joins the end of the queue anyway.
+        Returns how many feeds were queued."""
+        self._wake = stream.wake
+        if self._stopping or self._to_poll.qsize() > POLLERS:
+            return 0
+        queued = 0
         for feed in self.storage.feeds_due(self.clock()):
-            if feed.id in self._polling or self._stopping:
-                continue
-            task = asyncio.create_task(self._poll_and_wake(feed, stream))
-            self._polling[feed.id] = task
-            task.add_done_callback(functools.partial(self._polled, feed.id))
-            started += 1
-        return started
+            if feed.id not in self._polling:
+                self._polling.add(feed.id)
+                self._to_poll.put_nowait(feed)
+                queued += 1
+        while len(self._pollers) < POLLERS:
+            self._pollers.append(asyncio.create_task(self._poll_queued()))
+        return queued
 
-    def _polled(self, feed_id: int, task: asyncio.Task[PollOutcome]) -> None:
-        del self._polling[feed_id]
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("poll failed unexpectedly: %s", exc, exc_info=exc)
+    async def _poll_queued(self) -> None:
+        while True:
+            feed = await self._to_poll.get()
+            try:
+                outcome = await self.poll_feed(feed)
+                if outcome.new_entries and self._wake is not None:
+                    self._wake()
+            except Exception as exc:  # a database failure: the feed is polled again when next due
+                log.error(
+                    "poll failed: %s",
+                    exc,
+                    extra={"feed": feed.name},
+                    exc_info=not isinstance(exc, MonitorError),
+                )
+            finally:
+                self._polling.discard(feed.id)
 
     async def cancel_polls(self) -> None:
-        """Cancel the polls ``poll_due`` started (for a quick stop: a cancelled poll changed nothing, and
+        """Stop the pollers ``poll_due`` started (for a quick stop: a cancelled poll changed nothing, and
         its feed is polled again at the next start)."""
-        polls = list(self._polling.values())
-        for task in polls:
+        for task in self._pollers:
             task.cancel()
-        await asyncio.gather(*polls, return_exceptions=True)
+        await asyncio.gather(*self._pollers, return_exceptions=True)
+        self._pollers.clear()
 
     async def poll_feed(self, feed: FeedForPoll) -> PollOutcome:
         """Fetch and parse one feed and record its new entries; failures are recorded on the feed. The
@@ -445,21 +482,6 @@ class Pipeline:
         await self._record_poll(FeedFailed(feed.id, now, str(exc), status, now + delay))
         log.warning("feed failed: %s", exc, extra={"feed": feed.name, "status": status})
         return PollOutcome(feed.name, "error", error=str(exc))
-
-    @staticmethod
-    async def _gather(stage: str, jobs: list[Coroutine[Any, Any, T]], progress: Progress | None) -> list[T]:
-        """Run jobs concurrently (the fetcher bounds the network work), reporting each completion."""
-        done = 0
-
-        async def tracked(job: Coroutine[Any, Any, T]) -> T:
-            nonlocal done
-            result = await job
-            done += 1
-            if progress is not None:
-                progress(stage, done, len(jobs))
-            return result
-
-        return list(await asyncio.gather(*(tracked(job) for job in jobs)))
 
 
 class GroupCommit(Generic[T, R]):

@@ -51,6 +51,8 @@ from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedFor
 PRUNED = "pruned"
 UNFINISHED = (DISCOVERED, EXTRACTED, FAILED)
 MAX_ARTICLE_ATTEMPTS = 5
+#: how many of the oldest due articles take turns by site (see ``Storage.articles_to_process``)
+TURN_WINDOW = 2000
 #: digest states: stored with its message and being sent (or retried), sent, or empty (nothing to send)
 DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY = "sending", "sent", "empty"
 #: digests that carry their hits: the subscription's next window starts after them
@@ -59,6 +61,35 @@ DIGEST_CARRYING = (DIGEST_SENDING, DIGEST_SENT, DIGEST_EMPTY)
 KIND_DIGEST, KIND_ALERT = "digest", "alert"
 #: delivery states: in the outbox (never taken yet, or failed and waiting for its next attempt), or sent
 DELIVERY_PENDING, DELIVERY_SENT = "pending", "sent"
+
+
+_FEEDS: sa.Table = Feed.__table__  # type: ignore[attr-defined]
+#: what the poll stage needs of each feed that may be polled, in FeedForPoll's order (intervals in seconds)
+_FOR_POLL = sa.select(
+    _FEEDS.c.id,
+    _FEEDS.c.name,
+    _FEEDS.c.url,
+    _FEEDS.c.etag,
+    _FEEDS.c.last_modified,
+    _FEEDS.c.interval_seconds,
+    _FEEDS.c.consecutive_errors,
+    _FEEDS.c.min_interval_seconds,
+    _FEEDS.c.max_interval_seconds,
+).where(_FEEDS.c.active, _FEEDS.c.disabled_reason.is_(None))
+
+
+def _feed_for_poll(row: Any) -> FeedForPoll:
+    return FeedForPoll(
+        id=row.id,
+        name=row.name,
+        url=row.url,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        interval=timedelta(seconds=row.interval_seconds),
+        consecutive_errors=row.consecutive_errors,
+        min_interval=timedelta(seconds=row.min_interval_seconds),
+        max_interval=timedelta(seconds=row.max_interval_seconds),
+    )
 
 
 def _representative_rank(article: Article) -> tuple[bool, datetime]:
@@ -318,40 +349,22 @@ class Storage:
                     session.add(row)
 
     def feeds_due(self, now: datetime, *, name: str | None = None) -> list[FeedForPoll]:
-        """Active feeds whose next poll time has come (or the one named, due or not)."""
-        query = select(Feed).where(col(Feed.active), col(Feed.disabled_reason).is_(None))
+        """Active feeds whose next poll time has come, soonest first (or the one named, due or not)."""
+        query = _FOR_POLL
         if name is not None:
-            query = query.where(Feed.name == name)
+            query = query.where(_FEEDS.c.name == name)
         else:
-            query = query.where(col(Feed.next_poll_at) <= now).order_by(col(Feed.next_poll_at))
-        with self._session() as session:
-            rows = session.exec(query).all()
-        if name is not None and not rows:
+            query = query.where(_FEEDS.c.next_poll_at <= now).order_by(_FEEDS.c.next_poll_at)
+        with self._read() as conn:
+            feeds = [_feed_for_poll(row) for row in conn.execute(query)]
+        if name is not None and not feeds:
             raise NotFoundError("feed", name)
-        return [self._for_poll(f) for f in rows]
+        return feeds
 
     def all_feeds_for_poll(self) -> list[FeedForPoll]:
-        with self._session() as session:
-            rows = session.exec(
-                select(Feed)
-                .where(col(Feed.active), col(Feed.disabled_reason).is_(None))
-                .order_by(col(Feed.name))
-            ).all()
-        return [self._for_poll(f) for f in rows]
-
-    @staticmethod
-    def _for_poll(f: Feed) -> FeedForPoll:
-        return FeedForPoll(
-            id=f.id or 0,
-            name=f.name,
-            url=f.url,
-            etag=f.etag,
-            last_modified=f.last_modified,
-            interval=timedelta(seconds=f.interval_seconds),
-            consecutive_errors=f.consecutive_errors,
-            min_interval=timedelta(seconds=f.min_interval_seconds),
-            max_interval=timedelta(seconds=f.max_interval_seconds),
-        )
+        with self._read() as conn:
+            rows = conn.execute(_FOR_POLL.order_by(_FEEDS.c.name))
+            return [_feed_for_poll(row) for row in rows]
 
     def record_polls(self, results: Sequence[PollResult]) -> list[int]:
         """Record polls in one transaction (see ``monitor.storage.polls``); returns, for each, how many of
@@ -411,9 +424,10 @@ class Storage:
         exclude: Collection[int] = (),
     ) -> list[ArticleToProcess]:
         """Unfinished articles due for (another) attempt (but those in ``exclude``): how a crash or failure
-        resumes. Sites take turns: each site's oldest first, then each site's second oldest, and so on, so
-        that one site's backlog does not keep the others waiting behind its politeness limits. An article
-        whose extraction was stored comes with it, to be matched without fetching again."""
+        resumes. Among the oldest TURN_WINDOW, sites take turns: each site's oldest first, then each site's
+        second oldest, and so on, so that one site's backlog does not keep the others waiting behind its
+        politeness limits. An article whose extraction was stored comes with it, to be matched without
+        fetching again."""
         due = [
             col(Article.state).in_(UNFINISHED),
             col(Article.next_attempt_at) <= now,
@@ -423,8 +437,15 @@ class Storage:
             due.append(col(Article.feed_id) == feed_id)
         if exclude:
             due.append(col(Article.id).not_in(list(exclude)))
-        turn = sa.func.row_number().over(partition_by=col(Article.site), order_by=col(Article.id))
-        turns = select(col(Article.id).label("id"), turn.label("turn")).where(*due).subquery()
+        oldest = (
+            select(col(Article.id).label("id"), col(Article.site).label("site"))
+            .where(*due)
+            .order_by(col(Article.id))
+            .limit(max(limit, TURN_WINDOW))
+            .subquery()
+        )
+        turn = sa.func.row_number().over(partition_by=oldest.c.site, order_by=oldest.c.id)
+        turns = select(oldest.c.id, turn.label("turn")).subquery()
         query = (
             select(Article, Feed.name)
             .join(turns, turns.c.id == Article.id)
@@ -803,7 +824,11 @@ class Storage:
         self, *, topic: str | None = None, since: datetime | None = None, limit: int = 1000
     ) -> list[HitView]:
         """Stored hits, newest first."""
-        query = self._hit_query().order_by(col(Hit.created_at).desc(), col(Hit.score).desc()).limit(limit)
+        query = (
+            self._hit_query()
+            .order_by(col(Hit.created_at).desc(), col(Hit.score).desc(), col(Hit.id).desc())
+            .limit(limit)
+        )
         if topic is not None:
             query = query.where(Topic.name == topic)
         if since is not None:
