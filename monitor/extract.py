@@ -13,9 +13,6 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 
-import trafilatura
-from trafilatura.settings import Document as TrafilaturaDocument
-
 from monitor.types import ExtractedArticle, FeedEntry
 
 log = logging.getLogger(__name__)
@@ -29,6 +26,9 @@ _HTML_LANG = re.compile(rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A
 
 def extract_page(content: bytes, *, url: str) -> ExtractedArticle | None:
     """Title, body, author, site, language and date of an article page, or None if it has no usable body."""
+    import trafilatura  # here, not at the top: the daemon extracts in worker processes and never needs it
+    from trafilatura.settings import Document as TrafilaturaDocument
+
     if b"\x00" in content[:1024]:
         log.info("page is binary, not HTML", extra={"url": url})
         return None

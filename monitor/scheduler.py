@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import signal
 import time
@@ -40,8 +42,30 @@ DEFAULT_TICK_SECONDS = 2.0
 DIGEST_CHECK_SECONDS = 30
 #: after the database failed under the article stream, it starts again after this
 STREAM_RESTART_SECONDS = 10.0
+#: how often the daemon hands the memory it freed back to the system (see ``release_memory``)
+RELEASE_MEMORY_SECONDS = 60.0
 #: a digest not done this long after its time makes /healthz fail
 DIGEST_GRACE = timedelta(minutes=15)
+
+
+def release_memory() -> None:
+    """Return the C heap's free memory to the system (glibc's malloc_trim; nothing elsewhere). SQLite,
+    httpx and numpy allocate from several threads, and glibc keeps what they free in per-thread arenas:
+    in bench/memory.py's run (10,000 feeds) a trim gave back 30 to 80 MB."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
 
 
 class Daemon:
@@ -90,6 +114,9 @@ class Daemon:
             next_run_time=datetime.now(UTC),  # APScheduler runs on the wall clock
             max_instances=1,
             coalesce=True,
+        )
+        self.scheduler.add_job(
+            release_memory, IntervalTrigger(seconds=RELEASE_MEMORY_SECONDS), id="memory", coalesce=True
         )
         self.scheduler.start()
         log.warning(

@@ -14,6 +14,12 @@ from alembic import command
 from monitor.errors import SchemaNotCurrentError, StorageError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: page cache a SQLite connection may keep (the default is 2 MiB): the duplicate check reads the LSH bands'
+#: index, and warm pages halve its cost
+SQLITE_CACHE_BYTES = 64 * 2**20
+#: SQLite's memory in the whole process (a soft limit: past it, connections reuse their cache pages instead
+#: of growing). Without it each pooled connection (the daemon uses several threads) kept its own 64 MiB.
+SQLITE_MEMORY_BYTES = 32 * 2**20
 
 
 def normalize_url(url: str) -> str:
@@ -31,7 +37,10 @@ def make_engine(url: str) -> sa.Engine:
         path = sa.make_url(url).database
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # last in, first out: the connection used most recently, whose cache is warm, is used again
+        engine = sa.create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_use_lifo=True
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -39,8 +48,8 @@ def make_engine(url: str) -> sa.Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # 64 MiB of page cache (the default is 2 MiB): the duplicate check reads the LSH bands' index
-            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_BYTES // 1024}")
+            cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_MEMORY_BYTES}")
             cursor.close()
 
         return engine
