@@ -55,6 +55,7 @@ from monitor.types import (
     FeedEntry,
     FeedForPoll,
     NotModified,
+    ParsedFeed,
     TopicMatch,
 )
 from monitor.urls import canonical_url, page_url, site_of
@@ -303,10 +304,10 @@ class Pipeline:
                 await self._record_poll(FeedNotModified(feed.id, now, next_poll, interval))
                 log.info("feed not modified", extra={"feed": feed.name, "status": 304})
                 return PollOutcome(feed.name, "not_modified")
-            parsed = await asyncio.get_running_loop().run_in_executor(
+            parsed, articles = await asyncio.get_running_loop().run_in_executor(
                 self.extractor,
                 functools.partial(
-                    parse_feed, result.content, url=result.final_url, content_type=result.content_type
+                    parse_entries, result.content, url=result.final_url, content_type=result.content_type
                 ),
             )
         except (FetchError, FeedParseError) as exc:
@@ -321,7 +322,7 @@ class Pipeline:
                 etag=result.etag,
                 last_modified=result.last_modified,
                 final_url=result.final_url,
-                articles=[_new_article(e, result.final_url) for e in parsed.entries],
+                articles=articles,
                 next_poll_at=_next_poll(now, interval, result.max_age),
                 interval=interval,
             )
@@ -486,9 +487,10 @@ class Pipeline:
 
 class GroupCommit(Generic[T, R]):
     """Writes that callers await one by one, sent to the database together: a write waits ``linger``
-    seconds for company, and the items that arrive while a write is under way go in the next one, up to
-    ``most`` at a time, in a thread. If a write fails, its items are written again one by one, so that only
-    the one at fault fails (raised to its caller)."""
+    seconds for company and takes up to ``most`` items. It runs in the event loop's thread: handing small
+    writes to a thread cost more in switching between threads than the writes themselves (polls: 0.5 against
+    0.2 ms of CPU a feed). If a write fails, its items are written again one by one, so that only the one
+    at fault fails (raised to its caller)."""
 
     def __init__(self, write: Callable[[list[T]], list[R]], *, most: int = 500, linger: float = 0.02) -> None:
         self._write, self._most, self._linger = write, most, linger
@@ -508,7 +510,7 @@ class GroupCommit(Generic[T, R]):
             while self._pending:
                 batch, self._pending = self._pending[: self._most], self._pending[self._most :]
                 try:
-                    results = await asyncio.to_thread(self._write, [item for item, _ in batch])
+                    results = self._write([item for item, _ in batch])
                 except Exception:
                     results = None
                 if results is not None:
@@ -518,7 +520,7 @@ class GroupCommit(Generic[T, R]):
                     continue
                 for item, done in batch:
                     try:
-                        [result] = await asyncio.to_thread(self._write, [item])
+                        [result] = self._write([item])
                     except Exception as exc:
                         if not done.done():
                             done.set_exception(exc)
@@ -723,6 +725,15 @@ def feed_backoff(interval: timedelta, failures_before: int, exc: MonitorError) -
     if isinstance(exc, HTTPStatusError) and exc.retry_after:
         delay = max(delay, timedelta(seconds=exc.retry_after))
     return min(delay, MAX_BACKOFF)
+
+
+def parse_entries(
+    content: bytes, *, url: str, content_type: str | None
+) -> tuple[ParsedFeed, list[NewArticle]]:
+    """A fetched feed parsed, and the article each entry is stored as: the CPU work of a poll, done in the
+    process pool (feedparser, and canonical URLs through courlan)."""
+    parsed = parse_feed(content, url=url, content_type=content_type)
+    return parsed, [_new_article(e, url) for e in parsed.entries]
 
 
 def _new_article(entry: FeedEntry, feed_url: str) -> NewArticle:
