@@ -132,6 +132,31 @@ class Extracted:
     fetch_error: str | None = None
     #: an unexpected failure before settling; the article is recorded as failed with it
     failure: str | None = None
+    #: the text's keyed lines and fingerprint, when the worker that extracted it made them
+    keys: TextKeys | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextKeys:
+    """What the settle stage keys an article's text by: its lines (for the site's chrome) and its
+    fingerprint (for its story). Made where the page is extracted, as it is CPU work on the text alone."""
+
+    lines: dict[str, str]
+    fingerprint: dedup.Fingerprint
+
+
+def text_keys(article: ExtractedArticle) -> TextKeys:
+    return TextKeys(line_keys(article.text), fingerprint_of(article))
+
+
+def fingerprint_of(article: ExtractedArticle) -> dedup.Fingerprint:
+    return dedup.fingerprint(f"{article.title}\n{article.text}")
+
+
+def extract_and_key(content: bytes, *, url: str) -> tuple[ExtractedArticle, TextKeys] | None:
+    """A page extracted (see ``extract_page``), with its text keys: what a worker of the pool does."""
+    extracted = extract_page(content, url=url)
+    return None if extracted is None else (extracted, text_keys(extracted))
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,12 +373,13 @@ class Pipeline:
             return Extracted(item, from_feed_entry(item.entry), str(exc))
         async with slots:
             with STAGE_SECONDS.labels("extract").time():
-                extracted = await asyncio.get_running_loop().run_in_executor(
-                    self.extractor, functools.partial(extract_page, page.content, url=page.final_url)
+                done = await asyncio.get_running_loop().run_in_executor(
+                    self.extractor, functools.partial(extract_and_key, page.content, url=page.final_url)
                 )
-        if extracted is None:
+        if done is None:
             return Extracted(item, from_feed_entry(item.entry), "page has no usable article body")
-        return Extracted(item, extracted)
+        extracted, keys = done
+        return Extracted(item, extracted, keys=keys)
 
     def settle_batch(self, batch: Sequence[Extracted]) -> list[Settled]:
         """Settle extracted articles in one transaction. If anything in it fails, each is settled again in a
@@ -374,7 +400,9 @@ class Pipeline:
     def _settle_in(self, tx: ArticleBatch, e: Extracted, matcher: TopicMatcher, now: datetime) -> Settled:
         if e.failure is not None or e.extracted is None:
             raise MonitorError(e.failure or "no content")
-        _, matches = self.settle(e.item, e.extracted, matcher, fetch_error=e.fetch_error, now=now, batch=tx)
+        _, matches = self.settle(
+            e.item, e.extracted, matcher, fetch_error=e.fetch_error, now=now, batch=tx, keys=e.keys
+        )
         return Settled(e.item.id, e.extracted.source, len(matches))
 
     def _settle_alone(self, e: Extracted, matcher: TopicMatcher, now: datetime) -> Settled:
@@ -409,13 +437,18 @@ class Pipeline:
         fetch_error: str | None,
         now: datetime,
         batch: ArticleBatch,
+        keys: TextKeys | None = None,
     ) -> tuple[int, list[TopicMatch]]:
         """An extracted article's last stages, in ``batch``'s transaction: strip its site's chrome → find
-        its story → match → store it with its story and hits. Returns the story id and the hits."""
+        its story → match → store it with its story and hits. Returns the story id and the hits. ``keys``:
+        the text's keys as extracted, if the worker made them (the fingerprint is made again only if the
+        site's chrome was stripped)."""
         with STAGE_SECONDS.labels("dedup").time():
-            lines = line_keys(extracted.text)
-            extracted = self._without_chrome(batch, extracted, site_of(item.url), lines)
-            fingerprint = dedup.fingerprint(f"{extracted.title}\n{extracted.text}")
+            keys = keys or text_keys(extracted)
+            lines = keys.lines
+            cleaned = self._without_chrome(batch, extracted, site_of(item.url), lines)
+            fingerprint = keys.fingerprint if cleaned is extracted else fingerprint_of(cleaned)
+            extracted = cleaned
             story = self.story_of(batch, item.id, item.url, fingerprint)
         with STAGE_SECONDS.labels("match").time():
             matches = matcher.match(extracted, url=item.url, feed=item.feed_name)

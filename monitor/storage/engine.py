@@ -47,6 +47,7 @@ def make_engine(url: str) -> sa.Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_BYTES // 1024}")
             cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_MEMORY_BYTES}")
