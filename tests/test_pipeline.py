@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor import pipeline as pipeline_module
 from monitor.config import FeedConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY, PLACEHOLDER, SITE
 from monitor.errors import FeedParseError, FetchError, HTTPStatusError
 from monitor.extract import extraction_pool
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher
-from monitor.pipeline import Pipeline, feed_backoff, polling_interval
+from monitor.pipeline import GroupCommit, Pipeline, feed_backoff, polling_interval
 from monitor.storage import Storage, make_engine, upgrade
 from monitor.storage.storage import MAX_ARTICLE_ATTEMPTS
 from monitor.types import FeedForPoll
@@ -401,3 +402,46 @@ def test_pages_extracted_in_a_process_pool_give_the_same_articles(storage, site,
         return {a.url: (a.title, a.text) for a in db.archived_by_id(list(range(1, 100)))}
 
     assert len(texts(pooled)) == 22 and texts(pooled) == texts(storage)
+
+
+def test_group_commit_writes_together_and_a_bad_item_fails_alone():
+    calls: list[list[str]] = []
+
+    def write(items: list[str]) -> list[str]:
+        calls.append(items)
+        if "bad" in items:
+            raise ValueError("cannot store bad")
+        return [item.upper() for item in items]
+
+    async def scenario():
+        record = GroupCommit(write, linger=0.01)
+        return await asyncio.gather(*(record(i) for i in ("a", "bad", "c")), return_exceptions=True)
+
+    a, bad, c = asyncio.run(scenario())
+    assert (a, c) == ("A", "C") and isinstance(bad, ValueError)
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]  # together, then each alone
+
+
+def test_polls_run_on_a_fixed_number_of_pollers_and_keep_the_order_of_the_feeds(storage, site, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "POLLERS", 3)
+    for n in range(8):
+        site.put(f"/f{n}.xml", b"not a feed at all", "text/plain")
+    storage.sync_feeds([FeedConfig(name=f"f{n}", url=site.url(f"/f{n}.xml")) for n in range(8)], Clock().now)
+    at_once = most = 0
+    original = Pipeline.poll_feed
+
+    async def counting(self, feed):
+        nonlocal at_once, most
+        at_once += 1
+        most = max(most, at_once)
+        try:
+            return await original(self, feed)
+        finally:
+            at_once -= 1
+
+    monkeypatch.setattr(Pipeline, "poll_feed", counting)
+    report = run(storage, Clock(), all_feeds=True)
+    assert most == 3
+    assert [p.feed for p in report.polls] == [f"f{n}" for n in range(8)]
+    # the parse runs in the executor; its error still reaches the feed with its own message
+    assert all(p.status == "error" and "not a usable feed" in p.error for p in report.polls)

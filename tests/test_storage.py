@@ -103,6 +103,25 @@ def test_entries_are_recorded_once_and_articles_shared_across_feeds(storage):
     assert storage.article_count() == {"discovered": 3}
 
 
+def test_sites_take_turns_among_the_articles_to_process(storage):
+    """One site's backlog must not keep another site's articles behind its politeness limits."""
+    storage.sync_feeds(
+        [
+            FeedConfig(name="big", url="https://big.example/rss"),
+            FeedConfig(name="small", url="https://s.example/rss"),
+        ],
+        NOW,
+    )
+    big, small = storage.feeds_due(NOW)
+    record_entries(storage, big.id, [_entry(f"b{i}", f"https://big.example/{i}") for i in range(6)], NOW)
+    record_entries(storage, small.id, [_entry(f"s{i}", f"https://small.example/{i}") for i in range(2)], NOW)
+    queued = storage.articles_to_process(NOW, limit=4)
+    assert [a.url.split("/")[2] for a in queued] == ["big.example", "small.example"] * 2
+    assert [a.url for a in queued[::2]] == ["https://big.example/0", "https://big.example/1"]  # oldest first
+    rest = storage.articles_to_process(NOW, exclude=[a.id for a in queued])
+    assert [a.url for a in rest] == [f"https://big.example/{i}" for i in range(2, 6)]
+
+
 def test_article_results_hits_and_digest_bookkeeping(storage):
     storage.sync_feeds([FeedConfig(name="a", url="https://a.example/rss")], NOW)
     [feed] = storage.feeds_due(NOW)
