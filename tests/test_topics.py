@@ -999,6 +999,14 @@ def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():
     _same_as_evaluating_every_query(queries, docs, {})
 
 
+def test_token_search_takes_no_token_only_prefixes_match_for_the_third_word_of_a_phrase():
+    # the words get codes 1 to 5 (xa xb; ya yb w), the tokens qq* matches 6, 7, ... as they come: the sixth
+    # of them, after "xa xb", once made the key of "ya yb w" (two-word keys are 0 and 1, the third word's code
+    # added to the key's index times 6) and a phrase that is not there matched
+    queries = ['"xa xb"', '"ya yb w"', "qq*"]
+    _same_as_evaluating_every_query(queries, [Document(title="", text="qq1 qq2 qq3 qq4 qq5 xa xb qq6")], {})
+
+
 def test_token_search_forgets_tokens_beyond_its_memory(monkeypatch):
     monkeypatch.setattr(_TokenSearch, "MEMORY", 3)
     items = _corpus_items("articles.jsonl")[::60]

@@ -358,7 +358,8 @@ class _TokenSearch:
             positions.append(at)
             if len(self.triple_keys):
                 inside = (at < n - 2).nonzero()[0]
-                keys = k[inside] * self.base + codes[at[inside] + 2]
+                third = codes[at[inside] + 2]  # a code from base on is a token only prefixes match: none
+                keys = k[inside] * self.base + np.where(third < self.base, third, 0)
                 j = self.triple_keys.searchsorted(keys)
                 known = (self.triple_keys.take(j, mode="clip") == keys).nonzero()[0]
                 triggers.append(self.triple[j[known]])
