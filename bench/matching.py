@@ -186,7 +186,7 @@ class TopicMaker:
         return word[: max(4, len(word) - 2)] + "*"
 
     def make(self, count: int) -> list[CompiledQuery]:
-        queries = []
+        queries: list[CompiledQuery] = []
         while len(queries) < count:
             (template,) = self.random.choices([t for _, t in self.templates], self.weights)
             queries.append(compile_query(template(), self.aliases))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -41,7 +42,7 @@ from monitor.topics import (
 )
 from monitor.topics.index import _TokenSearch, requirements
 from monitor.topics.match import FALSE, PreparedDocument, _Presearch, final_score, final_scores, trigger
-from monitor.topics.text import sentence_breaks, token_texts, tokenize
+from monitor.topics.text import line_breaks, sentence_breaks, token_texts, tokenize
 
 #: the demo/test "Xi–Putin" topic, and the score a page must reach to count as about a Xi–Putin meeting
 XI_PUTIN_QUERY = '("xi jinping" OR xi OR 习近平 OR "си цзиньпин") AND putin*'
@@ -450,6 +451,16 @@ def _same_sentences_line_by_line(text: str) -> None:
         assert sentences.around(position) == (bounds[i], bounds[i + 1]), position
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["a", " ", "\n", "\r", "é", "习", "\u2028", ".", "\U0001f600"])))
+def test_line_breaks_are_the_runs_of_line_break_characters(text):
+    starts, ends = line_breaks(text)
+    expected = [m.span() for m in re.finditer("[\r\n\u2028\u2029]+", text)]
+    if expected and expected[-1][1] == len(text):
+        expected.pop()
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -853,7 +864,8 @@ def _same_as_evaluating_every_query(
     queries: list[str], docs: list[Document], aliases: dict[str, str]
 ) -> None:
     """The index gives what evaluating every query gives, whether it scores its candidates one by one or
-    (those it can) as arrays, and whatever it makes lists of at once."""
+    (those it can) as arrays, whatever it makes lists of at once, and whether its token search looks the
+    document's tokens up one by one or its words as arrays."""
     compiled = [compile_query(q, aliases) for q in queries]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(compiled):
@@ -861,15 +873,21 @@ def _same_as_evaluating_every_query(
     for doc in docs:
         alone = prepare(doc)  # evaluated without the presearch's positions
         expected = [(i, m) for i, q in enumerate(compiled) if (m := evaluate(q, alone)) is not None]
-        for arrays_from, listed in ((0, 4096), (10**9, 0), (10**9, 4096)):
+        for arrays_from, listed, words_from in (
+            (0, 4096, 0),
+            (10**9, 0, 10**9),
+            (10**9, 4096, 0),
+            (0, 0, 10**9),
+        ):
             prepared = prepare(doc)
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
+                patch.setattr(monitor.topics.index, "WORDS_FROM", words_from)
                 patch.setattr(_Presearch, "LISTED", listed)
                 found = index.match(prepared)
             assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [
                 (i, m.score, m.matched, m.explanation, m.snippet) for i, m in expected
-            ], (doc.title, arrays_from)
+            ], (doc.title, arrays_from, words_from)
         assert {i for i, _ in expected} <= index.candidates(prepared)
 
 
@@ -951,6 +969,27 @@ def _stream_occurrences(doc: PreparedDocument, patterns: dict[str, int]) -> set[
     return found
 
 
+#: words about the 8 and 16 bytes a key of the search by words holds, in two scripts
+_LONG_WORDS = [
+    "abcdefgh",
+    "abcdefghi",
+    "abcdefghijklmnop",
+    "abcdefghijklmnopq",
+    "abcdefghijklmnopqrs",
+    "Internationalisation's",
+    "internationalisationsprocesses",
+    "государственной",
+    "Государственная",
+    "думы",
+]
+_LONG_WORD_QUERIES = [
+    "abcdefgh abcdefghi* abcdefghijklmno* abcdefghijklmnop* abcdefghijklmnopq* abcdefghijklmnopqr*",
+    '"abcdefghijklmnop abcdefghijklmnopq" "abcdefgh abcdefghijklmnopqr*" abcdefghijklmnopq',
+    'internationalisation internationalisationsprocess* "государственной думы" государственн* госуд*',
+    '"думы abcdefgh abcdefghi abcdefghijklmnop" "abcdefghijklmnopq abcdefghijklmnopqrs"',
+]
+
+
 def test_token_search_finds_every_trigger_where_the_stream_has_it():
     items = _corpus_items("articles.jsonl")[::25] + _corpus_items("feed_items.jsonl")[::40]
     texts = [i["text"] for i in items]
@@ -959,6 +998,7 @@ def test_token_search_finds_every_trigger_where_the_stream_has_it():
         '"vladimir putin" putin* "vladimir put*" "vladimir vladimirovich putin" "president of russia"',
         '"vladimir vladimirovich put*" "put* vladimir" xi jinp* 习近平 "习 近" ﷺ "صلى الله" russian*',
         '"russian federation" russ* russia "the russian" rus*',
+        *_LONG_WORD_QUERIES,
     ]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(queries):
@@ -972,22 +1012,60 @@ def test_token_search_finds_every_trigger_where_the_stream_has_it():
         ),
         prepare(Document(title="Putin", text="")),
         prepare(Document(title="صلى الله عليه وسلم ﷺ", text="Putin ﷺ Vladimir")),
+        prepare(Document(title="Internationalisation", text=" ".join(_LONG_WORDS * 2))),
     ]
     for doc in docs:
         pieces, aligned = doc.search_tokens()
-        found = search.find(pieces)
-        expected = _stream_occurrences(doc, index._searched) if aligned else set()
-        if not aligned:  # positions of pieces, not tokens: only which triggers are there is compared
-            present = {t for p, t in index._searched.items() if p in doc.stream}
-            assert found is not None and set(found[0].tolist()) == present
-            continue
-        got: set[tuple[int, int]] = set()
-        if found is not None:
-            present, firsts, positions = found
-            titles = len(doc.tokens[0])
-            for i, trigger_id in enumerate(present.tolist()):
-                got |= {(trigger_id, p - (p > titles)) for p in positions[firsts[i] : firsts[i + 1]].tolist()}
-        assert got == expected, doc.document.title
+        text, also_aligned = doc.search_words()
+        assert also_aligned == aligned
+        by_words, count = search.find_words(text)
+        for found in (search.find(pieces), by_words):
+            expected = _stream_occurrences(doc, index._searched) if aligned else set()
+            if not aligned:  # positions of pieces, not tokens: only which triggers are there is compared
+                present = {t for p, t in index._searched.items() if p in doc.stream}
+                assert found is not None and set(found[0].tolist()) == present
+                continue
+            assert count == len(pieces)
+            got: set[tuple[int, int]] = set()
+            if found is not None:
+                present, firsts, positions = found
+                titles = len(doc.tokens[0])
+                for i, trigger_id in enumerate(present.tolist()):
+                    starts = positions[firsts[i] : firsts[i + 1]].tolist()
+                    got |= {(trigger_id, p - (p > titles)) for p in starts}
+            assert got == expected, doc.document.title
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [*_LONG_WORDS, "x", "xi", "xia", "jinping", "习", "近平", "'s", "d'or", ",", "\n", " "]
+        ),
+        max_size=60,
+    )
+)
+def test_token_search_by_words_finds_what_it_finds_token_by_token(parts):
+    search = _long_word_search()
+    doc = prepare(Document(title=" ".join(parts[:3]), text=" ".join(parts[3:])))
+    pieces, aligned = doc.search_tokens()
+    text, _ = doc.search_words()
+    found, count = search.find_words(text)
+    expected = search.find(pieces)
+    assert count == len(pieces) and aligned
+    assert (found is None) == (expected is None)
+    if found is not None and expected is not None:
+        assert [a.tolist() for a in found] == [a.tolist() for a in expected]
+
+
+@functools.cache
+def _long_word_search() -> _TokenSearch:
+    index: TopicIndex[int] = TopicIndex()
+    for i, query in enumerate([*_LONG_WORD_QUERIES, '"xi jinping" xia* "xi jin*" "习 近" 习 "d\'or xi"']):
+        index.add(i, compile_query(query))
+    index.prepare_search()
+    assert index._search_ is not None
+    return index._search_
 
 
 def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():

@@ -35,11 +35,12 @@ evaluating its query in full when first read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Hashable, Mapping
+import math
+from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +78,8 @@ K = TypeVar("K", bound=Hashable)
 N = TypeVar("N", bound=np.integer)
 #: indices of entries in a plan
 Rows = npt.NDArray[np.int32]
+#: trigger ids, of either width
+Ints = npt.NDArray[np.signedinteger[Any]]
 
 #: trigger strings of which at least one must occur in the stream
 Requirement = frozenset[str]
@@ -85,6 +88,9 @@ Requirement = frozenset[str]
 MAX_GROUPS = 6
 MAX_ALTERNATIVES = 8
 MAX_NEGATED = 6
+#: the documents (characters of title and body) from which the token search looks their words up as arrays
+#: (:meth:`_TokenSearch.find_words`) rather than one by one
+WORDS_FROM = 4000
 #: candidates from which the flat ones are scored as arrays rather than one by one
 ARRAYS_FROM = 32
 #: term slots padding the arrays: an AND group that is always true (and weaker than none), and a term
@@ -203,10 +209,94 @@ class _Codes(dict[str, int]):
         return code
 
 
+U64Array = npt.NDArray[np.uint64]
+#: the longest byte strings :class:`_KeyTable` holds
+KEY_BYTES = 16
+#: per byte count n up to 16: masks keeping the first n bytes of a string's two halves (see :func:`_halves`)
+_LOW = np.array([(1 << 8 * min(n, 8)) - 1 for n in range(KEY_BYTES + 1)], dtype=np.uint64)
+_HIGH = np.array([(1 << 8 * max(0, n - 8)) - 1 for n in range(KEY_BYTES + 1)], dtype=np.uint64)
+#: odd multipliers of the hashes of :class:`_KeyTable`'s levels (a level's own), and of a key's second half
+_MULTIPLIERS = [np.uint64((0x9E3779B97F4A7C15 * (2 * i + 1)) % 2**64) for i in range(64)]
+_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _halves(strings: list[bytes]) -> tuple[U64Array, U64Array]:
+    """Strings of up to ``KEY_BYTES`` bytes as the two little-endian 64-bit words of their bytes padded with
+    NULs: one for one, if they hold no NUL."""
+    packed = np.frombuffer(b"".join(s.ljust(KEY_BYTES, b"\0") for s in strings), dtype="<u8")
+    return packed[0::2].copy(), packed[1::2].copy()
+
+
+class _KeyTable:
+    """Distinct byte strings of up to ``KEY_BYTES`` bytes, none holding a NUL and none empty, each with a
+    positive value, looked up many at once with a few array operations.
+
+    A string is its two halves (:func:`_halves`), placed in a table of at least ``LOAD`` times as many slots
+    by a multiplicative hash of them; the strings landing on a slot already taken go, the slot marked, to a
+    table of their own with another hash, and so on. A string not held gets 0.
+    """
+
+    LOAD = 4
+
+    def __init__(self, first: U64Array, second: U64Array | None, values: IntArray) -> None:
+        self.levels: list[
+            tuple[np.uint64, np.uint64, U64Array, U64Array, IntArray, npt.NDArray[np.bool_]]
+        ] = []
+        while len(first):
+            bits = max(4, math.ceil(math.log2(self.LOAD * len(first))))
+            shift, multiplier = np.uint64(64 - bits), _MULTIPLIERS[len(self.levels)]
+            slots = self._slots(first, second, shift, multiplier)
+            placed = np.zeros(len(first), dtype=np.bool_)
+            placed[np.unique(slots, return_index=True)[1]] = True
+            held = [np.zeros(1 << bits, dtype=np.uint64) for _ in range(2)]
+            held[0][slots[placed]] = first[placed]
+            if second is not None:
+                held[1][slots[placed]] = second[placed]
+            kept = np.zeros(1 << bits, dtype=np.intp)
+            kept[slots[placed]] = values[placed]
+            more = np.zeros(1 << bits, dtype=np.bool_)
+            more[slots[~placed]] = True
+            self.levels.append((shift, multiplier, held[0], held[1], kept, more))
+            first, values = first[~placed], values[~placed]
+            second = None if second is None else second[~placed]
+
+    @staticmethod
+    def _slots(first: U64Array, second: U64Array | None, shift: np.uint64, multiplier: np.uint64) -> IntArray:
+        mixed = first if second is None else first ^ (second * _MIX)
+        slots: IntArray = ((mixed * multiplier) >> shift).view(np.intp)
+        return slots
+
+    def get(self, first: U64Array, second: U64Array | None = None) -> IntArray:
+        """The value of each string given by its halves (``second`` None: all 0), 0 for one not held."""
+        if not self.levels:
+            return np.zeros(len(first), dtype=np.intp)
+        shift, multiplier, held_first, held_second, kept, more = self.levels[0]
+        slots = self._slots(first, second, shift, multiplier)
+        values = kept.take(slots)
+        same = held_first.take(slots) == first
+        same &= held_second.take(slots) == (0 if second is None else second)
+        values *= same
+        if len(self.levels) == 1:
+            return values
+        pending = (more.take(slots) > same).nonzero()[0]  # a slot whose strings went on, and not this one
+        for shift, multiplier, held_first, held_second, kept, more in self.levels[1:]:
+            if not len(pending):
+                break
+            a, b = first[pending], None if second is None else second[pending]
+            slots = self._slots(a, b, shift, multiplier)
+            same = held_first.take(slots) == a
+            same &= held_second.take(slots) == (0 if b is None else b)
+            values[pending[same]] = kept.take(slots[same])
+            pending = pending[more.take(slots) > same]
+        return values
+
+
 #: flags of a code: the first word of a two-word key, its second, the first of a two-part trigger ending in a
 #: prefix, a token some prefixes match
 _OPENS, _CLOSES, _LEADS, _PREFIXED = 1, 2, 4, 8
 _START = np.zeros(1, dtype=np.intp)
+#: bits of a three-word key below the index of its first two words' key: more than any code takes
+_THIRD = 32
 _NO_ROWS = np.zeros(0, dtype=np.int32)
 
 
@@ -265,10 +355,11 @@ class _TokenSearch:
         #: the multiplier of a key's first part (codes of the triggers' words are below it)
         self.base = len(words) + 1
         self.keys = np.array([a * self.base + b for a, b in keys], dtype=np.intp)
-        #: three-word triggers, by a key made of their first two words' key (its index) and the third's code
+        #: three-word triggers, by a key made of their first two words' key (its index, shifted past any code
+        #: the third word can have, a token only prefixes match included) and the third's code
         index_of = {key: i for i, key in enumerate(keys)}
         thirds = sorted(
-            (index_of[a, b] * self.base + c, trigger_id) for (a, b, c), trigger_id in triples.items()
+            ((index_of[a, b] << _THIRD) + c, trigger_id) for (a, b, c), trigger_id in triples.items()
         )
         self.triple_keys = np.array([key for key, _ in thirds], dtype=np.intp)
         self.triple = np.array([trigger_id for _, trigger_id in thirds], dtype=np.intp)
@@ -293,6 +384,39 @@ class _TokenSearch:
         self.words = words
         self.size = self.base
         self.codes = _Codes(words, self._classify)
+        self._byte_tables(words)
+
+    def _byte_tables(self, words: dict[str, int]) -> None:
+        """What :meth:`find_words` looks tokens up in: the words' codes and the prefixes' triggers by their
+        bytes (:class:`_KeyTable`), and the prefixes by their first bytes, as many as the shortest has (at
+        most 8), with the lengths of those starting so; the words and prefixes longer than a key, apart."""
+        encoded = {w: w.encode() for w in words}
+        held = [w for w, b in encoded.items() if len(b) <= KEY_BYTES]
+        self.word_keys = _KeyTable(
+            *_halves([encoded[w] for w in held]), np.array([words[w] for w in held], dtype=np.intp)
+        )
+        self.long_words = {w: words[w] for w, b in encoded.items() if len(b) > KEY_BYTES}
+        encoded = {p: p.encode() for p in self.prefixes}
+        held = [p for p, b in encoded.items() if len(b) <= KEY_BYTES]
+        self.long_prefixes = {p: t for p, t in self.prefixes.items() if len(encoded[p]) > KEY_BYTES}
+        self.long_lengths = sorted({len(p) for p in self.long_prefixes})
+        self.head_bytes = min([8, *(len(encoded[p]) for p in held)])
+        by_head: dict[bytes, set[int]] = {}
+        for p in held:
+            by_head.setdefault(encoded[p][: self.head_bytes], set()).add(len(encoded[p]))
+        heads = sorted(by_head)
+        #: whether some head starts with the two bytes of a little-endian 16-bit index: a first sieve
+        self.head_starts = np.zeros(1 << 16, dtype=np.bool_)
+        self.head_starts[[int.from_bytes(h[:2], "little") for h in heads]] = True
+        self.head_keys = _KeyTable(_halves(heads)[0], None, np.arange(1, len(heads) + 1))
+        #: the byte lengths of the prefixes starting with head h: ``head_lengths[head_start[h]:...[h + 1]]``
+        self.head_start = np.zeros(len(heads) + 1, dtype=np.intp)
+        np.cumsum([len(by_head[h]) for h in heads], out=self.head_start[1:])
+        self.head_lengths = np.array([n for h in heads for n in sorted(by_head[h])], dtype=np.intp)
+        self.prefix_keys = _KeyTable(
+            *_halves([encoded[p] for p in held]),
+            np.array([self.prefixes[p] + 1 for p in held], dtype=np.intp),
+        )
 
     def _prefix_hits(self, piece: str) -> list[int]:
         """The prefix triggers ``piece`` matches."""
@@ -337,9 +461,8 @@ class _TokenSearch:
             self.codes.update(self.words)
             self.size = self.base
         codes = np.fromiter(map(self.codes.__getitem__, pieces), dtype=np.intp, count=n)
-        singles = self.single[codes]
-        at = (singles >= 0).nonzero()[0]
-        triggers, positions = [singles[at]], [at]
+        triggers: list[Ints] = []
+        positions: list[IntArray] = []
         flags = self.flags[codes]
         at = (flags & _PREFIXED).nonzero()[0]
         if len(at):
@@ -347,7 +470,73 @@ class _TokenSearch:
             rows, columns = (prefixed >= 0).nonzero()
             triggers.append(prefixed[rows, columns])
             positions.append(at[rows])
-        extra: list[int] = []  # trigger id, position, ... found one by one
+        return self._gather(codes, flags, pieces, triggers, positions, [])
+
+    def find_words(self, text: str) -> tuple[tuple[IntArray, IntArray, IntArray] | None, int]:
+        """:meth:`find` for the pieces that are the runs of characters other than a space in ``text`` (which
+        starts and ends with a space), looked up by their UTF-8 bytes as arrays rather than one by one:
+        cheaper for a long text, whose pieces need not be made strings. Also how many pieces there are.
+
+        Each piece's bytes (its first ``KEY_BYTES`` of them, the longer pieces being looked up one by one) are
+        a key of :attr:`word_keys`; the prefixes are looked for in the pieces whose first bytes are those of
+        some prefix, one key for each length a prefix starting so has."""
+        data = (text + "\0" * KEY_BYTES).encode()
+        size = len(data) - KEY_BYTES
+        is_word = np.frombuffer(data, dtype=np.uint8, count=size) != ord(" ")
+        edges = (is_word[1:] != is_word[:-1]).nonzero()[0] + 1
+        starts, ends = edges[0::2], edges[1::2]
+        lengths = ends - starts
+        held = np.minimum(lengths, KEY_BYTES)
+        # each piece's first 16 bytes, read where it starts as two 64-bit words, the bytes past it masked off
+        words = np.ndarray((size + 8,), dtype="<u8", buffer=data, strides=(1,))
+        first = words.take(starts) & _LOW.take(held)
+        second = words.take(starts + 8) & _HIGH.take(held)
+        codes = self.word_keys.get(first, second)
+        triggers: list[Ints] = []
+        positions: list[IntArray] = []
+        # the pieces whose first two bytes some head has, then those whose first bytes are a head
+        headed = self.head_starts.take((first & _LOW[2]).view(np.intp)).nonzero()[0]
+        head = self.head_keys.get(first[headed] & _LOW[self.head_bytes])
+        headed, head = headed[head > 0], head[head > 0]
+        if len(headed):
+            lo = self.head_start[head - 1]
+            count = self.head_start[head] - lo
+            owner = headed.repeat(count)
+            length = self.head_lengths[_ranges(lo, count)]
+            fits = (length <= lengths[owner]).nonzero()[0]
+            owner, length = owner[fits], length[fits]
+            hit = self.prefix_keys.get(first[owner] & _LOW.take(length), second[owner] & _HIGH.take(length))
+            found = hit.nonzero()[0]
+            triggers.append(hit[found] - 1)
+            positions.append(owner[found])
+
+        pieces = _Pieces(data, starts, ends)
+        extra: list[int] = []
+        for i in (lengths > KEY_BYTES).nonzero()[0].tolist():
+            token = pieces[i]
+            codes[i] = self.long_words.get(token, 0)
+            for n in self.long_lengths:
+                trigger_id = self.long_prefixes.get(token[:n])
+                if trigger_id is not None and len(token) >= n:
+                    extra += (trigger_id, i)
+        return self._gather(codes, self.flags[codes], pieces, triggers, positions, extra), len(codes)
+
+    def _gather(
+        self,
+        codes: IntArray,
+        flags: npt.NDArray[np.uint8],
+        pieces: Sequence[str],
+        triggers: list[Ints],
+        positions: list[IntArray],
+        extra: list[int],
+    ) -> tuple[IntArray, IntArray, IntArray] | None:
+        """What :meth:`find` returns, from the pieces' codes and their flags, the prefix triggers found
+        (``triggers`` at ``positions``) and others (``extra``: trigger id, position, ...)."""
+        n = len(codes)
+        singles = self.single[codes]
+        at = (singles >= 0).nonzero()[0]
+        triggers.append(singles[at])
+        positions.append(at)
         at = ((flags[:-1] & _OPENS) & (flags[1:] >> 1)).nonzero()[0]
         if len(at):
             keys = codes[at] * self.base + codes[at + 1]
@@ -358,8 +547,7 @@ class _TokenSearch:
             positions.append(at)
             if len(self.triple_keys):
                 inside = (at < n - 2).nonzero()[0]
-                third = codes[at[inside] + 2]  # a code from base on is a token only prefixes match: none
-                keys = k[inside] * self.base + np.where(third < self.base, third, 0)
+                keys = (k[inside] << _THIRD) + codes[at[inside] + 2]
                 j = self.triple_keys.searchsorted(keys)
                 known = (self.triple_keys.take(j, mode="clip") == keys).nonzero()[0]
                 triggers.append(self.triple[j[known]])
@@ -389,7 +577,7 @@ class _TokenSearch:
         return found[firsts[:-1]], firsts, at
 
     @staticmethod
-    def _longer(pieces: list[str], i: int, phrases: list[tuple[int, list[str], str | None]]) -> list[int]:
+    def _longer(pieces: Sequence[str], i: int, phrases: list[tuple[int, list[str], str | None]]) -> list[int]:
         """Trigger id, ``i``, ... for the phrases (trigger id, the words after the first two, the prefix
         ending it if any) whose first two words are at ``i`` and the rest follows."""
         found: list[int] = []
@@ -400,6 +588,28 @@ class _TokenSearch:
             ):
                 found += (trigger_id, i)
         return found
+
+
+class _Pieces(Sequence[str]):
+    """The pieces of a text searched by words (:meth:`_TokenSearch.find_words`), made strings when read:
+    ``data[starts[i]:ends[i]]``, decoded."""
+
+    def __init__(self, data: bytes, starts: IntArray, ends: IntArray) -> None:
+        self.data, self.starts, self.ends = data, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, at: int) -> str: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[str]: ...
+
+    def __getitem__(self, at: int | slice) -> str | list[str]:
+        if isinstance(at, slice):
+            return [self[i] for i in range(*at.indices(len(self)))]
+        return self.data[self.starts[at] : self.ends[at]].decode()
 
 
 class _Listing(Generic[K]):
@@ -729,15 +939,21 @@ class TopicIndex(Generic[K]):
         if search is None:
             return None, _NO_ROWS
         tokens, plan = search
-        pieces, aligned = doc.search_tokens()
-        found = tokens.find(pieces)
+        counted: int | None = None  # the body's tokens, if the search counted them
+        if len(doc.document.text) + len(doc.document.title) >= WORDS_FROM:
+            text, aligned = doc.search_words()
+            found, pieces = tokens.find_words(text)
+            counted = pieces - doc.title_tokens - 1
+        else:
+            listed, aligned = doc.search_tokens()
+            found = tokens.find(listed)
         if found is None:
             nothing = np.zeros(0, dtype=np.intp)
             found = nothing, np.zeros(1, dtype=np.intp), nothing
         present, firsts, positions = found
         if aligned:  # the body's tokens follow the title's and the line break between them
-            titles = len(doc.tokens[TITLE])
-            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched)
+            titles = doc.title_tokens
+            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched, counted)
         else:
             doc.forget_presearch()
         return plan, plan.found(present)

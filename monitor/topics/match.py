@@ -24,7 +24,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -261,13 +261,24 @@ class _Presearch:
         return found
 
 
+def _lead(body_tokens: int) -> float:
+    """How many words of a body of ``body_tokens`` tokens are its lead (weigh ``EARLY_WEIGHT``)."""
+    return max(EARLY_WORDS, EARLY_FRACTION * body_tokens)
+
+
 class PreparedDocument:
     """A document tokenised once, per field (title, body); what only some topics need is built on first use.
 
-    ``tokens`` is built at once; the presearch stream, a field's token -> positions index, its character spans
-    (for snippets) and its sentences (for SENTENCE) the first time they are asked for. Term positions are
-    memoised, and read from a presearch's findings when one was recorded (:meth:`record_presearch`).
+    The tokens, the presearch stream, a field's token -> positions index, its character spans (for snippets)
+    and its sentences (for SENTENCE) are built the first time they are asked for: an index searching a long
+    text as words (:meth:`search_words`) needs no token made a string. Term positions are memoised, and read
+    from a presearch's findings when one was recorded (:meth:`record_presearch`).
     """
+
+    #: title and body tokens (see :meth:`__getattr__`)
+    tokens: tuple[list[str], list[str]]
+    #: the lead: how many words of the body weigh ``EARLY_WEIGHT`` (see :meth:`__getattr__`)
+    _early: float
 
     __slots__ = (
         "_body",
@@ -290,8 +301,6 @@ class PreparedDocument:
     def __init__(self, document: Document) -> None:
         self.document = document
         self._title, self._body = tokenise(document.title), tokenise(document.text)
-        self.tokens: tuple[list[str], list[str]] = (self._title.tokens, self._body.tokens)
-        self._early = max(EARLY_WORDS, EARLY_FRACTION * len(self.tokens[BODY]))
         self._cache: dict[tuple[tuple[str, ...], tuple[bool, ...], int], list[int]] = {}
         self._evidence: dict[tuple[tuple[str, ...], tuple[bool, ...], tuple[int, ...]], float] = {}
         self._index: list[dict[str, list[int]] | None] = [None, None]
@@ -302,6 +311,19 @@ class PreparedDocument:
         self._sentences: list[_Sentences | None] = [None, None]
         self._stream: str | None = None
         self._presearch: _Presearch | None = None
+
+    if not TYPE_CHECKING:  # to mypy, both attributes are always there
+
+        def __getattr__(self, name: str) -> object:
+            """``tokens`` and ``_early``, left unset until first read (then plain attributes, read at no extra
+            cost); a presearch sets ``_early`` from the number of body tokens it found."""
+            if name == "tokens":
+                self.tokens = (self._title.tokens, self._body.tokens)
+                return self.tokens
+            if name == "_early":
+                self._early = _lead(len(self._body.tokens))
+                return self._early
+            raise AttributeError(name)
 
     @property
     def stream(self) -> str:
@@ -321,21 +343,49 @@ class PreparedDocument:
         when a token holds a space (a compatibility character folded to words): the pieces are then the
         :attr:`stream` cut at every space, so that a trigger is found exactly where it occurs in the stream.
         """
-        title, body = self.tokens
-        # only folding can give a token a space
-        folded = any(not spaced for _, _, spaced in [*self._title.pieces, *self._body.pieces])
-        if folded and (" " in "".join(title) or " " in "".join(body)):
+        if not self._aligned():
             return self.stream[1:-1].split(" "), False
-        return [*title, "\n", *body], True
+        return [*self._title.tokens, "\n", *self._body.tokens], True
+
+    def search_words(self) -> tuple[str, bool]:
+        """:meth:`search_tokens` as one string whose runs of characters other than a space are the pieces
+        (a space first and last), and whether those are the tokens one for one. A field tokenised as plain
+        text gives its words as tokenising left them (:attr:`Tokenised.words`), not joined again. A token
+        holding a space is two runs (where :meth:`search_tokens` cuts the stream at every space, which can
+        give an empty piece): the triggers found are the same, or more, and their positions are not used.
+        """
+        fields = (self._title, self._body)
+        title, body = (t.words if t.words is not None else " ".join(t.tokens) for t in fields)
+        return f" {title} \n {body} ", self._aligned()
+
+    def _aligned(self) -> bool:
+        """Whether no token holds a space (only folding a compatibility character can give one some; a field
+        with :attr:`Tokenised.words` has none)."""
+        title, body = self._title, self._body
+        if title.words is not None and body.words is not None:
+            return True
+        return all(t.words is not None or " " not in "".join(t.tokens) for t in (title, body))
+
+    @property
+    def title_tokens(self) -> int:
+        """How many tokens the title has (the body's are not split off for this)."""
+        return len(self._title.tokens)
 
     def record_presearch(
-        self, present: IntArray, firsts: IntArray, positions: IntArray, trigger_ids: Mapping[str, int]
+        self,
+        present: IntArray,
+        firsts: IntArray,
+        positions: IntArray,
+        trigger_ids: Mapping[str, int],
+        body_tokens: int | None = None,
     ) -> None:
         """Keep where a presearch over :meth:`search_tokens` (one for one with the tokens) found its triggers,
         to locate and score terms from: the occurrences of ``present[i]`` (ascending trigger ids) are at
         ``positions[firsts[i]:firsts[i + 1]]``, ascending, the title's tokens numbered first, then the
-        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for."""
-        self._presearch = _Presearch(present, firsts, positions, len(self.tokens[TITLE]), trigger_ids)
+        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for, ``body_tokens`` how
+        many tokens the body has, if it counted them."""
+        self._presearch = _Presearch(present, firsts, positions, self.title_tokens, trigger_ids)
+        self._early = _lead(len(self._body.tokens) if body_tokens is None else body_tokens)
 
     def forget_presearch(self) -> None:
         """Drop what a presearch recorded: terms are then looked for in the tokens."""
@@ -631,7 +681,7 @@ class _Sentences:
     only; once the lines asked about add up to half the text, the whole of it is split at once. Tokens are
     counted from the text's :func:`word_starts`."""
 
-    __slots__ = ("_budget", "_lines", "_spans", "_starts", "_text", "_whole", "_words")
+    __slots__ = ("_budget", "_chars", "_lines", "_starts", "_text", "_whole", "_words")
 
     #: what splitting a line costs besides its characters, in characters
     LINE_COST = 300
@@ -639,16 +689,16 @@ class _Sentences:
     def __init__(self, text: str, tokenised: Tokenised) -> None:
         self._text = text
         self._words = word_starts(tokenised.pieces)
-        runs = line_breaks(text)
-        starts = [end for _, end in runs]
-        #: each line's span of characters and its first token's position; then one past any token
-        self._spans = list(zip([0, *starts], [*(start for start, _ in runs), len(text)], strict=True))
-        self._starts = [0, *self._count(starts), len(tokenised.tokens) + 1]
+        breaks, after = line_breaks(text)
+        #: where each line's characters start and end; and its first token's position, then one past any
+        #: token (one start a token)
+        self._chars = [0, *after.tolist()], [*breaks.tolist(), len(text)]
+        self._starts = [0, *self._count(after), len(self._words) + 1]
         self._lines: dict[int, list[int]] = {}
         self._whole: list[int] | None = None
         self._budget = len(text) // 2
 
-    def _count(self, offsets: list[int]) -> list[int]:
+    def _count(self, offsets: list[int] | IntArray) -> list[int]:
         """How many tokens the text gives before each of ``offsets``."""
         found: list[int] = self._words.searchsorted(offsets).tolist()
         return found
@@ -665,7 +715,7 @@ class _Sentences:
             line = bisect_right(self._starts, position) - 1
             starts = self._lines.get(line)
             if starts is None:
-                lo, hi = self._spans[line]
+                lo, hi = self._chars[0][line], self._chars[1][line]
                 self._budget -= hi - lo + self.LINE_COST
                 if self._budget >= 0:
                     starts = self._lines[line] = self._split(line)
@@ -676,7 +726,7 @@ class _Sentences:
 
     def _split(self, line: int) -> list[int]:
         """The positions of the first tokens of the line's sentences, then of the next line's."""
-        lo, hi = self._spans[line]
+        lo, hi = self._chars[0][line], self._chars[1][line]
         first, after = self._starts[line], self._starts[line + 1]
         starts = [first]
         for count in self._count(sentence_breaks(self._text, lo, hi)):
