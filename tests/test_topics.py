@@ -865,7 +865,7 @@ def _same_as_evaluating_every_query(
 ) -> None:
     """The index gives what evaluating every query gives, whether it scores its candidates one by one or
     (those it can) as arrays, whatever it makes lists of at once, and whether its token search looks the
-    document's tokens up one by one or its words as arrays."""
+    document's tokens up one by one or its words as arrays, two-word keys by a binary search or a hash."""
     compiled = [compile_query(q, aliases) for q in queries]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(compiled):
@@ -873,16 +873,17 @@ def _same_as_evaluating_every_query(
     for doc in docs:
         alone = prepare(doc)  # evaluated without the presearch's positions
         expected = [(i, m) for i, q in enumerate(compiled) if (m := evaluate(q, alone)) is not None]
-        for arrays_from, listed, words_from in (
-            (0, 4096, 0),
-            (10**9, 0, 10**9),
-            (10**9, 4096, 0),
-            (0, 0, 10**9),
+        for arrays_from, listed, words_from, hashed_from in (
+            (0, 4096, 0, 0),
+            (10**9, 0, 10**9, 10**9),
+            (10**9, 4096, 0, 10**9),
+            (0, 0, 10**9, 0),
         ):
             prepared = prepare(doc)
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
                 patch.setattr(monitor.topics.index, "WORDS_FROM", words_from)
+                patch.setattr(_TokenSearch, "HASHED_FROM", hashed_from)
                 patch.setattr(_Presearch, "LISTED", listed)
                 found = index.match(prepared)
             assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [

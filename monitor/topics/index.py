@@ -184,7 +184,10 @@ def _distinct(values: npt.NDArray[N]) -> npt.NDArray[N]:
     values.sort()
     if len(values) < 2:
         return values
-    kept: npt.NDArray[N] = values[np.append(True, values[1:] != values[:-1])]
+    first = np.empty(len(values), dtype=np.bool_)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    kept: npt.NDArray[N] = values[first]
     return kept
 
 
@@ -292,30 +295,31 @@ class _KeyTable:
 
 
 #: flags of a code: the first word of a two-word key, its second, the first of a two-part trigger ending in a
-#: prefix, a token some prefixes match
-_OPENS, _CLOSES, _LEADS, _PREFIXED = 1, 2, 4, 8
-_START = np.zeros(1, dtype=np.intp)
+#: prefix
+_OPENS, _CLOSES, _LEADS = 1, 2, 4
 #: bits of a three-word key below the index of its first two words' key: more than any code takes
 _THIRD = 32
 _NO_ROWS = np.zeros(0, dtype=np.int32)
 
 
 class _TokenSearch:
-    """Every trigger, looked up in a document's tokens (:meth:`PreparedDocument.search_tokens`).
+    """Every trigger, looked up in a document's tokens (:meth:`PreparedDocument.search_tokens`) or words
+    (:meth:`find_words`).
 
     A trigger's space-separated parts are whole tokens, the last a prefix if the trigger does not end with a
     space. Each token is looked up once in a dictionary giving a code: the word's, for a word some trigger
-    holds or some prefix matches; 0 for any other. Per code, :attr:`single` holds its one-word trigger,
-    :attr:`prefixed` the prefix triggers matching it, and :attr:`flags` whether it has those or opens or
-    closes a two-word trigger, so that these are found as arrays (two-word triggers by a key made of the two
-    codes), and three-word ones (by a key made of the first two's and the third's code). Longer phrases are
-    checked word by word where their first two words occur, as are two-part triggers ending in a prefix where
-    their first word does. A token not seen before is classified on the spot; a bounded number of them is
-    remembered.
+    holds or some prefix matches; 0 for any other. Per code, :attr:`hits` holds its one-word trigger and the
+    prefix triggers matching it, and :attr:`flags` whether it opens or closes a two-word trigger, so that
+    these are found as arrays (two-word triggers by a key made of the two codes), and three-word ones (by a
+    key made of the first two's and the third's code). Longer phrases are checked word by word where their
+    first two words occur, as are two-part triggers ending in a prefix where their first word does. A token
+    not seen before is classified on the spot; a bounded number of them is remembered.
     """
 
     #: tokens remembered besides the triggers' own words before that memory is cleared
     MEMORY = 1 << 18
+    #: pairs of words looked up from which a hash table finds the two-word keys rather than a binary search
+    HASHED_FROM = 256
 
     def __init__(self, triggers: Mapping[str, int]) -> None:
         words: dict[str, int] = {}
@@ -368,17 +372,23 @@ class _TokenSearch:
         self.longer = [longer[k] for k in keys if k in longer]
         at = iter(range(len(self.longer)))
         self.longer_at = np.array([next(at) if k in longer else -1 for k in keys], dtype=np.intp)
-        #: per code: its one-word trigger, and the prefix triggers it matches (-1 for none)
-        self.single = np.full(self.base, -1, dtype=np.int32)
-        self.prefixed = np.full((self.base, 1), -1, dtype=np.int32)
+        #: each key's index, plus 1, by a hash of it
+        self.key_index = _KeyTable(self.keys.view(np.uint64), None, np.arange(1, len(keys) + 1))
+        #: per key: whether some three-word or longer trigger starts with it
+        self.leads_on = self.longer_at >= 0
+        self.leads_on[[index_of[a, b] for a, b, _ in triples]] = True
+        #: per code: its one-word trigger, then the prefix triggers its token matches (-1 for none)
+        self.hits = np.full((self.base, 2), -1, dtype=np.int32)
         self.flags = np.zeros(self.base, dtype=np.uint8)
         for code, trigger_id in singles.items():
-            self.single[code] = trigger_id
+            self.hits[code, 0] = trigger_id
         for a, b in keys:
             self.flags[a] |= _OPENS
             self.flags[b] |= _CLOSES
         for code in self.led:
             self.flags[code] |= _LEADS
+        #: the words' one-word triggers, for :meth:`find_words` (which finds prefixes apart)
+        self.single = self.hits[:, 0].copy()
         for piece, code in words.items():
             self._mark(code, self._prefix_hits(piece))
         self.words = words
@@ -427,15 +437,12 @@ class _TokenSearch:
         ]
 
     def _mark(self, code: int, prefixed: list[int]) -> None:
-        """Give ``code`` the prefix triggers its token matches, widening :attr:`prefixed` if need be."""
-        if not prefixed:
-            return
-        if len(prefixed) > self.prefixed.shape[1]:
-            wider = np.full((len(self.prefixed), len(prefixed)), -1, dtype=np.int32)
-            wider[:, : self.prefixed.shape[1]] = self.prefixed
-            self.prefixed = wider
-        self.prefixed[code, : len(prefixed)] = prefixed
-        self.flags[code] |= _PREFIXED
+        """Give ``code`` the prefix triggers its token matches, widening :attr:`hits` if need be."""
+        if len(prefixed) >= self.hits.shape[1]:
+            wider = np.full((len(self.hits), len(prefixed) + 1), -1, dtype=np.int32)
+            wider[:, : self.hits.shape[1]] = self.hits
+            self.hits = wider
+        self.hits[code, 1 : len(prefixed) + 1] = prefixed
 
     def _classify(self, token: str) -> int:
         """The code of a token not seen before (see :class:`_Codes`): a new one if some prefix matches it."""
@@ -443,11 +450,10 @@ class _TokenSearch:
         if not prefixed:
             return 0
         if self.size == len(self.flags):
-            self.single = np.concatenate([self.single, np.full_like(self.single, -1)])
-            self.prefixed = np.concatenate([self.prefixed, np.full_like(self.prefixed, -1)])
+            self.hits = np.concatenate([self.hits, np.full_like(self.hits, -1)])
             self.flags = np.concatenate([self.flags, np.zeros_like(self.flags)])
         code, self.size = self.size, self.size + 1
-        self.prefixed[code] = -1
+        self.hits[code] = -1
         self.flags[code] = 0
         self._mark(code, prefixed)
         return code
@@ -461,16 +467,9 @@ class _TokenSearch:
             self.codes.update(self.words)
             self.size = self.base
         codes = np.fromiter(map(self.codes.__getitem__, pieces), dtype=np.intp, count=n)
-        triggers: list[Ints] = []
-        positions: list[IntArray] = []
-        flags = self.flags[codes]
-        at = (flags & _PREFIXED).nonzero()[0]
-        if len(at):
-            prefixed = self.prefixed[codes[at]]
-            rows, columns = (prefixed >= 0).nonzero()
-            triggers.append(prefixed[rows, columns])
-            positions.append(at[rows])
-        return self._gather(codes, flags, pieces, triggers, positions, [])
+        hits = self.hits[codes]
+        at, columns = (hits >= 0).nonzero()
+        return self._gather(codes, self.flags[codes], pieces, [hits[at, columns]], [at], [])
 
     def find_words(self, text: str) -> tuple[tuple[IntArray, IntArray, IntArray] | None, int]:
         """:meth:`find` for the pieces that are the runs of characters other than a space in ``text`` (which
@@ -519,6 +518,10 @@ class _TokenSearch:
                 trigger_id = self.long_prefixes.get(token[:n])
                 if trigger_id is not None and len(token) >= n:
                     extra += (trigger_id, i)
+        singles = self.single[codes]
+        at = (singles >= 0).nonzero()[0]
+        triggers.append(singles[at])
+        positions.append(at)
         return self._gather(codes, self.flags[codes], pieces, triggers, positions, extra), len(codes)
 
     def _gather(
@@ -530,29 +533,31 @@ class _TokenSearch:
         positions: list[IntArray],
         extra: list[int],
     ) -> tuple[IntArray, IntArray, IntArray] | None:
-        """What :meth:`find` returns, from the pieces' codes and their flags, the prefix triggers found
+        """What :meth:`find` returns, from the pieces' codes and their flags, the one-word triggers found
         (``triggers`` at ``positions``) and others (``extra``: trigger id, position, ...)."""
         n = len(codes)
-        singles = self.single[codes]
-        at = (singles >= 0).nonzero()[0]
-        triggers.append(singles[at])
-        positions.append(at)
         at = ((flags[:-1] & _OPENS) & (flags[1:] >> 1)).nonzero()[0]
         if len(at):
             keys = codes[at] * self.base + codes[at + 1]
-            k = self.keys.searchsorted(keys)
-            known = (self.keys.take(k, mode="clip") == keys).nonzero()[0]
+            if len(keys) > self.HASHED_FROM:  # a binary search for each, in no order, is slow
+                k = self.key_index.get(keys.view(np.uint64)) - 1
+                known = (k >= 0).nonzero()[0]
+            else:
+                k = self.keys.searchsorted(keys)
+                known = (self.keys.take(k, mode="clip") == keys).nonzero()[0]
             at, k = at[known], k[known]
             triggers.append(self.pair[k])
             positions.append(at)
-            if len(self.triple_keys):
+            known = self.leads_on[k].nonzero()[0]  # the keys some longer trigger starts with
+            at, k = at[known], k[known]
+            if len(at) and len(self.triple_keys):
                 inside = (at < n - 2).nonzero()[0]
                 keys = (k[inside] << _THIRD) + codes[at[inside] + 2]
                 j = self.triple_keys.searchsorted(keys)
                 known = (self.triple_keys.take(j, mode="clip") == keys).nonzero()[0]
                 triggers.append(self.triple[j[known]])
                 positions.append(at[inside[known]])
-            if self.longer:
+            if len(at) and self.longer:
                 longer = self.longer_at[k]
                 some = (longer >= 0).nonzero()[0]
                 for i, j in zip(at[some].tolist(), longer[some].tolist(), strict=True):
@@ -573,7 +578,10 @@ class _TokenSearch:
         if not len(keys):
             return None
         found, at = np.divmod(keys, n)
-        firsts = np.concatenate([_START, (found[1:] != found[:-1]).nonzero()[0] + 1, [len(found)]])
+        change = np.empty(len(found) + 1, dtype=np.bool_)  # where a trigger's occurrences start, and the end
+        change[0] = change[-1] = True
+        np.not_equal(found[1:], found[:-1], out=change[1:-1])
+        firsts = change.nonzero()[0]
         return found[firsts[:-1]], firsts, at
 
     @staticmethod
@@ -685,6 +693,7 @@ class _Plan(Generic[K]):
         #: rows of anchor trigger t: ``start[t]`` to ``start[t + 1]``
         self.start = np.zeros(triggers + 1, dtype=np.intp)
         np.cumsum(np.bincount(anchors, minlength=triggers), out=self.start[1:])
+        self.stop = self.start[1:].copy()
         self.then = np.array(thens, dtype=np.int32)[order]
         self.entry = np.array(rows, dtype=np.int32)[order]
         self.with_rest = np.array([bool(entry.rest) for entry in self.entries], dtype=np.bool_)
@@ -750,7 +759,7 @@ class _Plan(Generic[K]):
         """The entries (indices in :attr:`entries`, ascending) whose anchor and second requirement have a
         trigger in ``present`` (trigger ids, each once), and their further requirements too."""
         lo = self.start[present]
-        rows = _ranges(lo, self.start[present + 1] - lo)
+        rows = _ranges(lo, self.stop[present] - lo)
         if not len(rows):
             return _NO_ROWS
         marked = self.marked

@@ -90,9 +90,9 @@ def _bmp_word_chars() -> npt.NDArray[np.bool_]:
 
 
 _BMP_WORD_CHARS = _bmp_word_chars()
-#: for ASCII text: letters lower-cased, digits, '_' and apostrophes kept, anything else a space
-_ASCII_WORDS = str.maketrans(
-    {chr(c): chr(c).lower() if chr(c).isalnum() or chr(c) in "_'" else " " for c in range(128)}
+#: for ASCII text, as bytes: letters lower-cased, digits, '_' and apostrophes kept, anything else a space
+_ASCII_WORDS = bytes(
+    ord(chr(c).lower()) if c < 128 and (chr(c).isalnum() or chr(c) in "_'") else ord(" ") for c in range(256)
 )
 #: each apostrophe that does not join two word characters, in text spaced out by ``_ASCII_WORDS``: one with
 #: a space, another apostrophe or either end of the text next to it
@@ -267,9 +267,7 @@ def _non_ascii_letters(text: str) -> list[int]:
 def _spaced(text: str) -> str:
     """Such text, word characters lower-cased and apostrophes joining two of them kept, anything else a
     space: one character for one."""
-    if not text.isascii():
-        text = text.encode("ascii", "replace").decode("ascii")
-    spaced = text.translate(_ASCII_WORDS)
+    spaced = text.encode("ascii", "replace").translate(_ASCII_WORDS).decode("ascii")
     return _LOOSE_APOSTROPHES_RE.sub(" ", spaced) if "'" in spaced else spaced
 
 
