@@ -40,7 +40,7 @@ from monitor.topics import (
     parse_query,
     prepare,
 )
-from monitor.topics.index import _TokenSearch, requirements
+from monitor.topics.index import KEY_BYTES, _halves, _KeyTable, _TokenSearch, requirements
 from monitor.topics.match import FALSE, PreparedDocument, _Presearch, final_score, final_scores, trigger
 from monitor.topics.text import line_breaks, sentence_breaks, token_texts, tokenize
 
@@ -1067,6 +1067,32 @@ def _long_word_search() -> _TokenSearch:
     index.prepare_search()
     assert index._search_ is not None
     return index._search_
+
+
+@pytest.mark.parametrize("load", [4, 0.01])
+def test_key_table_finds_each_string_held_and_no_other(monkeypatch, load):
+    # at a load of 0.01 nearly every string lands on a taken slot and is found by the binary search
+    monkeypatch.setattr(_KeyTable, "LOAD", load)
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzабв习'"
+    strings = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))).encode() for _ in range(3000)}
+    held = sorted(s for s in strings if len(s) <= KEY_BYTES)
+    values = np.arange(1, len(held) + 1)
+    table = _KeyTable(*_halves(held), values)
+    # absent: the held strings one byte shorter or longer (same first eight bytes for many)
+    absent = sorted({s[:-1] for s in held if len(s) > 1} | {s + b"x" for s in held if len(s) < KEY_BYTES})
+    absent = [s for s in absent if s not in strings]
+    assert table.get(*_halves(held)).tolist() == values.tolist()
+    assert not table.get(*_halves(absent)).any()
+    # halves of no string held that mix as one held does: the same slot, and the same place apart
+    first, second = _halves(held)
+    other = second + np.uint64(1)
+    assert not table.get(first ^ (second * table.mix) ^ (other * table.mix), other).any()
+    firsts = np.unique(_halves([s[:8] for s in held])[0])  # one half only (a second of None)
+    heads = _KeyTable(firsts, None, np.arange(1, len(firsts) + 1))
+    others = np.setdiff1d(_halves(absent)[0], firsts)
+    assert heads.get(firsts).tolist() == list(range(1, len(firsts) + 1))
+    assert len(others) > 100 and not heads.get(others).any()
 
 
 def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():

@@ -218,9 +218,9 @@ KEY_BYTES = 16
 #: per byte count n up to 16: masks keeping the first n bytes of a string's two halves (see :func:`_halves`)
 _LOW = np.array([(1 << 8 * min(n, 8)) - 1 for n in range(KEY_BYTES + 1)], dtype=np.uint64)
 _HIGH = np.array([(1 << 8 * max(0, n - 8)) - 1 for n in range(KEY_BYTES + 1)], dtype=np.uint64)
-#: odd multipliers of the hashes of :class:`_KeyTable`'s levels (a level's own), and of a key's second half
-_MULTIPLIERS = [np.uint64((0x9E3779B97F4A7C15 * (2 * i + 1)) % 2**64) for i in range(64)]
-_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
+#: odd constants: the multiplier of the hash of :class:`_KeyTable`, and those a second half may be mixed with
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)
+_MIXES = [np.uint64((0xC2B2AE3D27D4EB4F * (2 * i + 1)) % 2**64) for i in range(64)]
 
 
 def _halves(strings: list[bytes]) -> tuple[U64Array, U64Array]:
@@ -234,63 +234,66 @@ class _KeyTable:
     """Distinct byte strings of up to ``KEY_BYTES`` bytes, none holding a NUL and none empty, each with a
     positive value, looked up many at once with a few array operations.
 
-    A string is its two halves (:func:`_halves`), placed in a table of at least ``LOAD`` times as many slots
-    by a multiplicative hash of them; the strings landing on a slot already taken go, the slot marked, to a
-    table of their own with another hash, and so on. A string not held gets 0.
+    A string is its two halves (:func:`_halves`), mixed into one 64-bit word (the first XOR the second
+    times an odd constant, picked so that no two strings held share it), whose multiplicative hash places
+    it in a table of at least ``LOAD`` times as many slots as strings. The strings landing on a slot already
+    taken are kept apart, sorted by their mix, and looked for there by a binary search (a mix and a first
+    half equal, the second is too), their slot marked. A string not held gets 0.
     """
 
     LOAD = 4
 
     def __init__(self, first: U64Array, second: U64Array | None, values: IntArray) -> None:
-        self.levels: list[
-            tuple[np.uint64, np.uint64, U64Array, U64Array, IntArray, npt.NDArray[np.bool_]]
-        ] = []
-        while len(first):
-            bits = max(4, math.ceil(math.log2(self.LOAD * len(first))))
-            shift, multiplier = np.uint64(64 - bits), _MULTIPLIERS[len(self.levels)]
-            slots = self._slots(first, second, shift, multiplier)
-            placed = np.zeros(len(first), dtype=np.bool_)
-            placed[np.unique(slots, return_index=True)[1]] = True
-            held = [np.zeros(1 << bits, dtype=np.uint64) for _ in range(2)]
-            held[0][slots[placed]] = first[placed]
-            if second is not None:
-                held[1][slots[placed]] = second[placed]
-            kept = np.zeros(1 << bits, dtype=np.intp)
-            kept[slots[placed]] = values[placed]
-            more = np.zeros(1 << bits, dtype=np.bool_)
-            more[slots[~placed]] = True
-            self.levels.append((shift, multiplier, held[0], held[1], kept, more))
-            first, values = first[~placed], values[~placed]
-            second = None if second is None else second[~placed]
-
-    @staticmethod
-    def _slots(first: U64Array, second: U64Array | None, shift: np.uint64, multiplier: np.uint64) -> IntArray:
-        mixed = first if second is None else first ^ (second * _MIX)
-        slots: IntArray = ((mixed * multiplier) >> shift).view(np.intp)
-        return slots
+        self.mix = _MIXES[0]
+        mixed = first
+        if second is not None:
+            for self.mix in _MIXES:
+                mixed = first ^ (second * self.mix)
+                if len(np.unique(mixed)) == len(mixed):
+                    break
+            else:  # pragma: no cover - 64 constants each giving two strings one mix
+                raise AssertionError("no mix tells the strings apart")
+        bits = max(4, math.ceil(math.log2(self.LOAD * max(1, len(first)))))
+        self.shift = np.uint64(64 - bits)
+        slots = ((mixed * _SPREAD) >> self.shift).view(np.intp)
+        placed = np.zeros(len(first), dtype=np.bool_)
+        placed[np.unique(slots, return_index=True)[1]] = True
+        at = slots[placed]
+        self.first = np.zeros(1 << bits, dtype=np.uint64)
+        self.first[at] = first[placed]
+        self.second = np.zeros(1 << bits, dtype=np.uint64)
+        self.halves = second is not None  # whether some string held has a second half
+        if second is not None:
+            self.second[at] = second[placed]
+        self.values = np.zeros(1 << bits, dtype=np.intp)
+        self.values[at] = values[placed]
+        #: per slot, whether strings landing on it are kept apart
+        self.more = np.zeros(1 << bits, dtype=np.bool_)
+        self.more[slots[~placed]] = True
+        order = mixed[~placed].argsort()
+        self.rest_mixed = mixed[~placed][order]
+        self.rest_first = first[~placed][order]
+        self.rest_values = values[~placed][order]
 
     def get(self, first: U64Array, second: U64Array | None = None) -> IntArray:
         """The value of each string given by its halves (``second`` None: all 0), 0 for one not held."""
-        if not self.levels:
-            return np.zeros(len(first), dtype=np.intp)
-        shift, multiplier, held_first, held_second, kept, more = self.levels[0]
-        slots = self._slots(first, second, shift, multiplier)
-        values = kept.take(slots)
-        same = held_first.take(slots) == first
-        same &= held_second.take(slots) == (0 if second is None else second)
+        mixed = first if second is None else first ^ (second * self.mix)
+        slots = ((mixed * _SPREAD) >> self.shift).view(np.intp)
+        values = self.values.take(slots)
+        same = self.first.take(slots) == first
+        if self.halves:
+            same &= self.second.take(slots) == (0 if second is None else second)
         values *= same
-        if len(self.levels) == 1:
-            return values
-        pending = (more.take(slots) > same).nonzero()[0]  # a slot whose strings went on, and not this one
-        for shift, multiplier, held_first, held_second, kept, more in self.levels[1:]:
-            if not len(pending):
-                break
-            a, b = first[pending], None if second is None else second[pending]
-            slots = self._slots(a, b, shift, multiplier)
-            same = held_first.take(slots) == a
-            same &= held_second.take(slots) == (0 if b is None else b)
-            values[pending[same]] = kept.take(slots[same])
-            pending = pending[more.take(slots) > same]
+        if len(self.rest_mixed):
+            pending = (self.more.take(slots) > same).nonzero()[
+                0
+            ]  # on a marked slot, and not the string there
+            if len(pending):
+                wanted = mixed[pending]
+                at = self.rest_mixed.searchsorted(wanted)
+                np.minimum(at, len(self.rest_mixed) - 1, out=at)
+                found = (self.rest_mixed.take(at) == wanted) & (self.rest_first.take(at) == first[pending])
+                values[pending[found]] = self.rest_values.take(at[found])
         return values
 
 
@@ -327,7 +330,7 @@ class _TokenSearch:
         prefixes: dict[str, int] = {}
         pairs: dict[tuple[int, int], int] = {}
         triples: dict[tuple[int, int, int], int] = {}
-        longer: dict[tuple[int, int], list[tuple[int, list[str], str | None]]] = {}
+        longer: dict[tuple[int, int], list[tuple[int, list[int], str | None]]] = {}
         #: the first word of a two-part trigger ending in a prefix -> (trigger id, that prefix)
         self.led: dict[int, list[tuple[int, str]]] = {}
 
@@ -349,7 +352,8 @@ class _TokenSearch:
                 triples[word(parts[0]), word(parts[1]), word(parts[2])] = trigger_id
             else:
                 rest, last = (parts[2:], None) if whole else (parts[2:-1], parts[-1])
-                longer.setdefault((word(parts[0]), word(parts[1])), []).append((trigger_id, rest, last))
+                phrase = trigger_id, [word(p) for p in rest], last  # the words after the first two by code
+                longer.setdefault((word(parts[0]), word(parts[1])), []).append(phrase)
         self.prefixes = prefixes
         self.lengths = sorted({len(p) for p in prefixes})
         #: the first characters of every prefix, as long as the shortest: a quick test that none matches
@@ -415,9 +419,12 @@ class _TokenSearch:
         for p in held:
             by_head.setdefault(encoded[p][: self.head_bytes], set()).add(len(encoded[p]))
         heads = sorted(by_head)
-        #: whether some head starts with the two bytes of a little-endian 16-bit index: a first sieve
-        self.head_starts = np.zeros(1 << 16, dtype=np.bool_)
-        self.head_starts[[int.from_bytes(h[:2], "little") for h in heads]] = True
+        #: sieves before the heads are looked up: per two bytes (as a little-endian 16-bit index), whether
+        #: some head has them first, and whether some head has them last
+        self.sieves = np.zeros((2, 1 << 16), dtype=np.bool_)
+        self.sieves[0, [int.from_bytes(h[:2], "little") for h in heads]] = True
+        self.sieves[1, [int.from_bytes(h[-2:], "little") for h in heads]] = True
+        self.sieve_shift = np.uint64(8 * max(0, self.head_bytes - 2))
         self.head_keys = _KeyTable(_halves(heads)[0], None, np.arange(1, len(heads) + 1))
         #: the byte lengths of the prefixes starting with head h: ``head_lengths[head_start[h]:...[h + 1]]``
         self.head_start = np.zeros(len(heads) + 1, dtype=np.intp)
@@ -493,8 +500,11 @@ class _TokenSearch:
         codes = self.word_keys.get(first, second)
         triggers: list[Ints] = []
         positions: list[IntArray] = []
-        # the pieces whose first two bytes some head has, then those whose first bytes are a head
-        headed = self.head_starts.take((first & _LOW[2]).view(np.intp)).nonzero()[0]
+        # the pieces whose first two bytes, and last two of a head's length, some head has; then those whose
+        # first bytes are a head
+        sieved = self.sieves[0].take((first & _LOW[2]).view(np.intp))
+        sieved &= self.sieves[1].take(((first >> self.sieve_shift) & _LOW[2]).view(np.intp))
+        headed = sieved.nonzero()[0]
         head = self.head_keys.get(first[headed] & _LOW[self.head_bytes])
         headed, head = headed[head > 0], head[head > 0]
         if len(headed):
@@ -561,7 +571,7 @@ class _TokenSearch:
                 longer = self.longer_at[k]
                 some = (longer >= 0).nonzero()[0]
                 for i, j in zip(at[some].tolist(), longer[some].tolist(), strict=True):
-                    extra += self._longer(pieces, i, self.longer[j])
+                    extra += self._longer(codes, pieces, i, self.longer[j])
         if self.led:
             led = (flags[:-1] & _LEADS).nonzero()[0]
             for i, code in zip(led.tolist(), codes[led].tolist(), strict=True):
@@ -585,14 +595,17 @@ class _TokenSearch:
         return found[firsts[:-1]], firsts, at
 
     @staticmethod
-    def _longer(pieces: Sequence[str], i: int, phrases: list[tuple[int, list[str], str | None]]) -> list[int]:
-        """Trigger id, ``i``, ... for the phrases (trigger id, the words after the first two, the prefix
-        ending it if any) whose first two words are at ``i`` and the rest follows."""
+    def _longer(
+        codes: IntArray, pieces: Sequence[str], i: int, phrases: list[tuple[int, list[int], str | None]]
+    ) -> list[int]:
+        """Trigger id, ``i``, ... for the phrases (trigger id, the codes of the words after the first two, the
+        prefix ending it if any) whose first two words are at ``i`` and the rest follows."""
         found: list[int] = []
+        n = len(codes)
         for trigger_id, rest, last in phrases:
             end = i + 2 + len(rest)
-            if pieces[i + 2 : end] == rest and (
-                last is None or (end < len(pieces) and pieces[end].startswith(last))
+            if codes[i + 2 : end].tolist() == rest and (
+                last is None or (end < n and pieces[end].startswith(last))
             ):
                 found += (trigger_id, i)
         return found
