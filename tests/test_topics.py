@@ -42,7 +42,7 @@ from monitor.topics import (
 )
 from monitor.topics.index import KEY_BYTES, _halves, _KeyTable, _TokenSearch, requirements
 from monitor.topics.match import FALSE, PreparedDocument, _Presearch, final_score, final_scores, trigger
-from monitor.topics.text import line_breaks, sentence_breaks, token_texts, tokenize
+from monitor.topics.text import line_breaks, sentence_breaks, token_texts, tokenize, word_starts
 
 #: the demo/test "Xi–Putin" topic, and the score a page must reach to count as about a Xi–Putin meeting
 XI_PUTIN_QUERY = '("xi jinping" OR xi OR 习近平 OR "си цзиньпин") AND putin*'
@@ -1017,9 +1017,10 @@ def test_token_search_finds_every_trigger_where_the_stream_has_it():
     ]
     for doc in docs:
         pieces, aligned = doc.search_tokens()
-        text, also_aligned = doc.search_words()
+        text, also_aligned, spaced = doc.search_words()
         assert also_aligned == aligned
-        by_words, count = search.find_words(text)
+        by_words, starts = search.find_words(text, spaced)
+        count = len(starts)
         for found in (search.find(pieces), by_words):
             expected = _stream_occurrences(doc, index._searched) if aligned else set()
             if not aligned:  # positions of pieces, not tokens: only which triggers are there is compared
@@ -1047,13 +1048,36 @@ def test_token_search_finds_every_trigger_where_the_stream_has_it():
     )
 )
 def test_token_search_by_words_finds_what_it_finds_token_by_token(parts):
+    _same_search_by_words(prepare(Document(title=" ".join(parts[:3]), text=" ".join(parts[3:]))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["abcdefgh", "Abcdefghi's", "x", "xi", "xi's's", "Xi'an", "d'or", "'s", "s'", "\n", ","]
+        ),
+        max_size=60,
+    ).map(" ".join),
+    st.sampled_from(["", "Xi", "Abcdefgh's visit"]),
+)
+def test_token_search_over_spaced_out_text_drops_possessives_and_keeps_where_words_start(text, title):
+    doc = prepare(Document(title=title, text=text))
+    _same_search_by_words(doc)
+    searched, _, spaced = doc.search_words()
+    assert spaced
+    _, starts = _long_word_search().find_words(searched, spaced)
+    titles = len(doc.tokens[0])
+    assert (starts[titles + 1 :] - len(title) - 4).tolist() == word_starts(doc._body.pieces).tolist()
+
+
+def _same_search_by_words(doc: PreparedDocument) -> None:
     search = _long_word_search()
-    doc = prepare(Document(title=" ".join(parts[:3]), text=" ".join(parts[3:])))
     pieces, aligned = doc.search_tokens()
-    text, _ = doc.search_words()
-    found, count = search.find_words(text)
+    text, _, spaced = doc.search_words()
+    found, starts = search.find_words(text, spaced)
     expected = search.find(pieces)
-    assert count == len(pieces) and aligned
+    assert len(starts) == len(pieces) and aligned
     assert (found is None) == (expected is None)
     if found is not None and expected is not None:
         assert [a.tolist() for a in found] == [a.tolist() for a in expected]
@@ -1062,7 +1086,8 @@ def test_token_search_by_words_finds_what_it_finds_token_by_token(parts):
 @functools.cache
 def _long_word_search() -> _TokenSearch:
     index: TopicIndex[int] = TopicIndex()
-    for i, query in enumerate([*_LONG_WORD_QUERIES, '"xi jinping" xia* "xi jin*" "习 近" 习 "d\'or xi"']):
+    queries = [*_LONG_WORD_QUERIES, '"xi jinping" xia* "xi jin*" "习 近" 习 "d\'or xi" "xi\'s" "abcdefghi x"']
+    for i, query in enumerate(queries):
         index.add(i, compile_query(query))
     index.prepare_search()
     assert index._search_ is not None

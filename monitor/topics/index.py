@@ -478,19 +478,25 @@ class _TokenSearch:
         at, columns = (hits >= 0).nonzero()
         return self._gather(codes, self.flags[codes], pieces, [hits[at, columns]], [at], [])
 
-    def find_words(self, text: str) -> tuple[tuple[IntArray, IntArray, IntArray] | None, int]:
+    def find_words(
+        self, text: str, possessives: bool = False
+    ) -> tuple[tuple[IntArray, IntArray, IntArray] | None, IntArray]:
         """:meth:`find` for the pieces that are the runs of characters other than a space in ``text`` (which
         starts and ends with a space), looked up by their UTF-8 bytes as arrays rather than one by one:
-        cheaper for a long text, whose pieces need not be made strings. Also how many pieces there are.
+        cheaper for a long text, whose pieces need not be made strings. Also where each piece starts (in
+        bytes). With ``possessives``, a piece ending with "'s" stands for the token without it.
 
         Each piece's bytes (its first ``KEY_BYTES`` of them, the longer pieces being looked up one by one) are
         a key of :attr:`word_keys`; the prefixes are looked for in the pieces whose first bytes are those of
         some prefix, one key for each length a prefix starting so has."""
         data = (text + "\0" * KEY_BYTES).encode()
         size = len(data) - KEY_BYTES
-        is_word = np.frombuffer(data, dtype=np.uint8, count=size) != ord(" ")
+        characters = np.frombuffer(data, dtype=np.uint8, count=size)
+        is_word = characters != ord(" ")
         edges = (is_word[1:] != is_word[:-1]).nonzero()[0] + 1
         starts, ends = edges[0::2], edges[1::2]
+        if possessives and "'" in text:  # a piece's "'s" is dropped from its token
+            ends = ends - ((characters[ends - 1] == ord("s")) & (characters[ends - 2] == ord("'"))) * 2
         lengths = ends - starts
         held = np.minimum(lengths, KEY_BYTES)
         # each piece's first 16 bytes, read where it starts as two 64-bit words, the bytes past it masked off
@@ -532,7 +538,7 @@ class _TokenSearch:
         at = (singles >= 0).nonzero()[0]
         triggers.append(singles[at])
         positions.append(at)
-        return self._gather(codes, self.flags[codes], pieces, triggers, positions, extra), len(codes)
+        return self._gather(codes, self.flags[codes], pieces, triggers, positions, extra), starts
 
     def _gather(
         self,
@@ -961,11 +967,10 @@ class TopicIndex(Generic[K]):
         if search is None:
             return None, _NO_ROWS
         tokens, plan = search
-        counted: int | None = None  # the body's tokens, if the search counted them
+        starts: IntArray | None = None  # where the pieces start, if the search was over the words
         if len(doc.document.text) + len(doc.document.title) >= WORDS_FROM:
-            text, aligned = doc.search_words()
-            found, pieces = tokens.find_words(text)
-            counted = pieces - doc.title_tokens - 1
+            text, aligned, spaced = doc.search_words()
+            found, starts = tokens.find_words(text, spaced)
         else:
             listed, aligned = doc.search_tokens()
             found = tokens.find(listed)
@@ -975,7 +980,7 @@ class TopicIndex(Generic[K]):
         present, firsts, positions = found
         if aligned:  # the body's tokens follow the title's and the line break between them
             titles = doc.title_tokens
-            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched, counted)
+            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched, starts)
         else:
             doc.forget_presearch()
         return plan, plan.found(present)

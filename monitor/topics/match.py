@@ -294,6 +294,7 @@ class PreparedDocument:
         "_stream",
         "_title",
         "_vocabulary",
+        "_word_starts",
         "document",
         "tokens",
     )
@@ -309,6 +310,8 @@ class PreparedDocument:
         self._sorted_vocabulary: list[list[str] | None] = [None, None]
         self._spans: list[list[tuple[int, int]] | None] = [None, None]
         self._sentences: list[_Sentences | None] = [None, None]
+        #: where each token of a field starts in its text, if a presearch found it
+        self._word_starts: list[IntArray | None] = [None, None]
         self._stream: str | None = None
         self._presearch: _Presearch | None = None
 
@@ -347,16 +350,20 @@ class PreparedDocument:
             return self.stream[1:-1].split(" "), False
         return [*self._title.tokens, "\n", *self._body.tokens], True
 
-    def search_words(self) -> tuple[str, bool]:
+    def search_words(self) -> tuple[str, bool, bool]:
         """:meth:`search_tokens` as one string whose runs of characters other than a space are the pieces
-        (a space first and last), and whether those are the tokens one for one. A field tokenised as plain
-        text gives its words as tokenising left them (:attr:`Tokenised.words`), not joined again. A token
+        (a space first and last); whether those are the tokens one for one; and whether the string is the
+        fields spaced out (:attr:`Tokenised.plain`), one character for one, so that a piece ending with "'s"
+        is a token without it (a possessive) and a body piece starts where a body word does. Otherwise the
+        fields give their words (:attr:`Tokenised.words`), joined only if tokenising did not. A token
         holding a space is two runs (where :meth:`search_tokens` cuts the stream at every space, which can
         give an empty piece): the triggers found are the same, or more, and their positions are not used.
         """
-        fields = (self._title, self._body)
-        title, body = (t.words if t.words is not None else " ".join(t.tokens) for t in fields)
-        return f" {title} \n {body} ", self._aligned()
+        title, body = self._title, self._body
+        if title.plain and body.plain:
+            return f" {title.pieces[0][1]} \n {body.pieces[0][1]} ", True, True
+        words = (t.words if t.words is not None else " ".join(t.tokens) for t in (title, body))
+        return " {} \n {} ".format(*words), self._aligned(), False
 
     def _aligned(self) -> bool:
         """Whether no token holds a space (only folding a compatibility character can give one some; a field
@@ -377,15 +384,22 @@ class PreparedDocument:
         firsts: IntArray,
         positions: IntArray,
         trigger_ids: Mapping[str, int],
-        body_tokens: int | None = None,
+        starts: IntArray | None = None,
     ) -> None:
         """Keep where a presearch over :meth:`search_tokens` (one for one with the tokens) found its triggers,
         to locate and score terms from: the occurrences of ``present[i]`` (ascending trigger ids) are at
         ``positions[firsts[i]:firsts[i + 1]]``, ascending, the title's tokens numbered first, then the
-        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for, ``body_tokens`` how
-        many tokens the body has, if it counted them."""
-        self._presearch = _Presearch(present, firsts, positions, self.title_tokens, trigger_ids)
-        self._early = _lead(len(self._body.tokens) if body_tokens is None else body_tokens)
+        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for. ``starts``, if the
+        search was over :meth:`search_words`, are where its pieces start there: they count the body's tokens,
+        and are where its words start if the fields were spaced out."""
+        titles = self.title_tokens
+        self._presearch = _Presearch(present, firsts, positions, titles, trigger_ids)
+        if starts is None:
+            self._early = _lead(len(self._body.tokens))
+            return
+        self._early = _lead(len(starts) - titles - 1)
+        if self._title.plain and self._body.plain:  # " title \n body ": the body starts 4 characters on
+            self._word_starts[BODY] = starts[titles + 1 :] - (len(self.document.title) + 4)
 
     def forget_presearch(self) -> None:
         """Drop what a presearch recorded: terms are then looked for in the tokens."""
@@ -661,7 +675,7 @@ class PreparedDocument:
             text, tokenised = (
                 (self.document.title, self._title) if field == TITLE else (self.document.text, self._body)
             )
-            found = self._sentences[field] = _Sentences(text, tokenised)
+            found = self._sentences[field] = _Sentences(text, tokenised, self._word_starts[field])
         return found
 
     def weight(self, field: int, pos: int) -> float:
@@ -686,9 +700,10 @@ class _Sentences:
     #: what splitting a line costs besides its characters, in characters
     LINE_COST = 300
 
-    def __init__(self, text: str, tokenised: Tokenised) -> None:
+    def __init__(self, text: str, tokenised: Tokenised, starts: IntArray | None = None) -> None:
+        """``starts``: where the text's tokens start, if known (else worked out from the pieces)."""
         self._text = text
-        self._words = word_starts(tokenised.pieces)
+        self._words = word_starts(tokenised.pieces) if starts is None else starts
         breaks, after = line_breaks(text)
         #: where each line's characters start and end; and its first token's position, then one past any
         #: token (one start a token)

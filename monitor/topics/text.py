@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -180,27 +180,41 @@ class Tokenised:
 
     Unless a token holds a space (a folded compatibility character), the tokens are kept as the words of one
     string (:attr:`words`) and split off it the first time they are asked for: an index can search the words
-    as they are (:meth:`~monitor.topics.match.PreparedDocument.search_words`).
+    as they are (:meth:`~monitor.topics.match.PreparedDocument.search_words`). A text that took the ASCII
+    path as a whole (:attr:`plain`) is its one spaced piece, whose words, possessives dropped, are the words.
     """
 
-    __slots__ = ("_tokens", "pieces", "words")
+    __slots__ = ("_tokens", "_words", "pieces", "plain")
 
     def __init__(
-        self, tokens: list[str] | None, pieces: list[tuple[int, str, bool]], words: str | None = None
+        self,
+        tokens: list[str] | None,
+        pieces: list[tuple[int, str, bool]],
+        words: str | None = None,
+        plain: bool = False,
     ) -> None:
         self._tokens = tokens
         #: (offset, text, spaced): the ASCII path's pieces made word characters and spaces one for one
         #: (``spaced``), the others as they were folded
         self.pieces = pieces
-        #: the tokens as words separated by runs of spaces, when no token holds a space
-        self.words = words
+        self._words = words
+        self.plain = plain
+
+    @property
+    def words(self) -> str | None:
+        """The tokens as words separated by runs of spaces, when no token holds a space."""
+        if self._words is None and self.plain:
+            spaced = self.pieces[0][1]
+            self._words = _POSSESSIVE_RE.sub("", spaced) if "'" in spaced else spaced
+        return self._words
 
     @property
     def tokens(self) -> list[str]:
         tokens = self._tokens
         if tokens is None:
-            assert self.words is not None
-            tokens = self._tokens = self.words.split()
+            words = self.words
+            assert words is not None
+            tokens = self._tokens = words.split()
         return tokens
 
 
@@ -212,10 +226,7 @@ def tokenise(text: str) -> Tokenised:
             unified = unified.replace(apostrophe, "'")
     letters = [] if unified.isascii() else _non_ascii_letters(unified)
     if not letters:
-        spaced = _spaced(unified)
-        return Tokenised(
-            None, [(0, spaced, True)], _POSSESSIVE_RE.sub("", spaced) if "'" in spaced else spaced
-        )
+        return Tokenised(None, [(0, _spaced(unified), True)], plain=True)
     if len(letters) > len(unified) // 16:
         return Tokenised(_folded_token_texts(unified), [(0, unified, False)])
     # the words of each piece (those of a folded piece joined by spaces), and the folded pieces' tokens
@@ -409,18 +420,25 @@ def sentence_breaks(text: str, start: int = 0, stop: int | None = None) -> list[
 def line_breaks(text: str) -> tuple[IntArray, IntArray]:
     """Where each run of line breaks in ``text`` starts, and where it ends (a sentence always ends there),
     but one ending the text. A text whose only line breaks are "\\n" (most) is looked through as an array of
-    its characters, each one outside ASCII made a '?'."""
+    its characters (of its UTF-16 units, if none is past U+FFFF)."""
+    codes: npt.NDArray[np.unsignedinteger[Any]] | None = None
     if "\r" in text or "\u2028" in text or "\u2029" in text:
+        pass
+    elif text.isascii():
+        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    else:
+        units = text.encode("utf-16-le", "surrogatepass")
+        if len(units) == 2 * len(text):
+            codes = np.frombuffer(units, dtype=np.uint16)
+    if codes is None:
         runs = [m.span() for m in _LINE_BREAKS_RE.finditer(text)]
         starts = np.array([a for a, _ in runs], dtype=np.intp)
         ends = np.array([b for _, b in runs], dtype=np.intp)
     else:
-        at = (np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8) == ord("\n")).nonzero()[0]
-        if not len(at):
-            return at, at
+        at = (codes == ord("\n")).nonzero()[0]
         apart = at[1:] != at[:-1] + 1
-        starts = at[np.concatenate([[True], apart])]
-        ends = at[np.concatenate([apart, [True]])] + 1
+        starts = at[np.concatenate([[True], apart])] if len(at) else at
+        ends = at[np.concatenate([apart, [True]])] + 1 if len(at) else at
     if len(ends) and ends[-1] == len(text):
         return starts[:-1], ends[:-1]
     return starts, ends
