@@ -23,8 +23,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from functools import cached_property, lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -275,12 +275,8 @@ class PreparedDocument:
     from a presearch's findings when one was recorded (:meth:`record_presearch`).
     """
 
-    #: title and body tokens (see :meth:`__getattr__`)
-    tokens: tuple[list[str], list[str]]
-    #: the lead: how many words of the body weigh ``EARLY_WEIGHT`` (see :meth:`__getattr__`)
-    _early: float
-
     __slots__ = (
+        "__dict__",  # for tokens, a cached property
         "_body",
         "_cache",
         "_early",
@@ -296,7 +292,6 @@ class PreparedDocument:
         "_vocabulary",
         "_word_starts",
         "document",
-        "tokens",
     )
 
     def __init__(self, document: Document) -> None:
@@ -314,19 +309,17 @@ class PreparedDocument:
         self._word_starts: list[IntArray | None] = [None, None]
         self._stream: str | None = None
         self._presearch: _Presearch | None = None
+        #: the lead: how many words of the body weigh ``EARLY_WEIGHT``, set with the number of body tokens (by
+        #: :attr:`tokens` or a presearch), before any position is known to weigh
+        self._early = math.nan
 
-    if not TYPE_CHECKING:  # to mypy, both attributes are always there
-
-        def __getattr__(self, name: str) -> object:
-            """``tokens`` and ``_early``, left unset until first read (then plain attributes, read at no extra
-            cost); a presearch sets ``_early`` from the number of body tokens it found."""
-            if name == "tokens":
-                self.tokens = (self._title.tokens, self._body.tokens)
-                return self.tokens
-            if name == "_early":
-                self._early = _lead(len(self._body.tokens))
-                return self._early
-            raise AttributeError(name)
+    @cached_property
+    def tokens(self) -> tuple[list[str], list[str]]:
+        """Title and body tokens, split off the fields' words the first time they are asked for (an index
+        searching a long text as words never does)."""
+        tokens = self._title.tokens, self._body.tokens
+        self._early = _lead(len(tokens[BODY]))
+        return tokens
 
     @property
     def stream(self) -> str:
