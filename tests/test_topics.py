@@ -865,7 +865,8 @@ def _same_as_evaluating_every_query(
 ) -> None:
     """The index gives what evaluating every query gives, whether it scores its candidates one by one or
     (those it can) as arrays, whatever it makes lists of at once, and whether its token search looks the
-    document's tokens up one by one or its words as arrays, two-word keys by a binary search or a hash."""
+    document's tokens up one by one or its words as arrays, two-word keys by a binary search or a hash,
+    occurrences ordered by one sort or radix sorts."""
     compiled = [compile_query(q, aliases) for q in queries]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(compiled):
@@ -884,6 +885,7 @@ def _same_as_evaluating_every_query(
                 patch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
                 patch.setattr(monitor.topics.index, "WORDS_FROM", words_from)
                 patch.setattr(_TokenSearch, "HASHED_FROM", hashed_from)
+                patch.setattr(_TokenSearch, "RADIX_FROM", hashed_from)
                 patch.setattr(_Presearch, "LISTED", listed)
                 found = index.match(prepared)
             assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [
@@ -1118,6 +1120,31 @@ def test_key_table_finds_each_string_held_and_no_other(monkeypatch, load):
     others = np.setdiff1d(_halves(absent)[0], firsts)
     assert heads.get(firsts).tolist() == list(range(1, len(firsts) + 1))
     assert len(others) > 100 and not heads.get(others).any()
+
+
+def test_token_search_orders_occurrences_by_trigger_whatever_the_ids(monkeypatch):
+    # ids past 16 bits (topics come and go, ids are not reused) take a second radix pass
+    ids = {
+        " xi ": 70_000,
+        " putin ": 5,
+        " xi putin ": 140_000,
+        " pu": 65_536,
+        " jinping ": 65_535,
+        " xi jin": 3,
+    }
+    search = _TokenSearch(ids)
+    text = "Putin met Xi Jinping; Xi Putin, Putin Xi putin's xi jinping pub. " * 40
+    doc = prepare(Document(title="Xi", text=text))
+    pieces, _ = doc.search_tokens()
+    words, _, spaced = doc.search_words()
+    found = []
+    for radix_from in (0, 10**9):
+        monkeypatch.setattr(_TokenSearch, "RADIX_FROM", radix_from)
+        found += [search.find(pieces), search.find_words(words, spaced)[0]]
+    assert all(f is not None for f in found)
+    assert len({tuple(tuple(a.tolist()) for a in f) for f in found if f is not None}) == 1
+    present, firsts, _ = found[0]
+    assert present.tolist() == sorted(ids.values()) and firsts[-1] > 500
 
 
 def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():

@@ -323,8 +323,12 @@ class _TokenSearch:
     MEMORY = 1 << 18
     #: pairs of words looked up from which a hash table finds the two-word keys rather than a binary search
     HASHED_FROM = 256
+    #: occurrences from which they are ordered by radix sorts of their triggers, rather than one sort
+    RADIX_FROM = 1024
 
     def __init__(self, triggers: Mapping[str, int]) -> None:
+        #: how many bits the trigger ids take
+        self.id_bits = max(triggers.values(), default=0).bit_length()
         words: dict[str, int] = {}
         singles: dict[int, int] = {}
         prefixes: dict[str, int] = {}
@@ -562,8 +566,10 @@ class _TokenSearch:
                 k = self.keys.searchsorted(keys)
                 known = (self.keys.take(k, mode="clip") == keys).nonzero()[0]
             at, k = at[known], k[known]
-            triggers.append(self.pair[k])
-            positions.append(at)
+            pair = self.pair[k]
+            known = (pair >= 0).nonzero()[0]  # the keys with a two-word trigger
+            triggers.append(pair[known])
+            positions.append(at[known])
             known = self.leads_on[k].nonzero()[0]  # the keys some longer trigger starts with
             at, k = at[known], k[known]
             if len(at) and len(self.triple_keys):
@@ -587,13 +593,20 @@ class _TokenSearch:
         if extra:
             triggers.append(np.array(extra[::2], dtype=np.intp))
             positions.append(np.array(extra[1::2], dtype=np.intp))
-        # ordered by trigger, then position (a key's two-word trigger is -1 if it has only longer ones)
-        keys = np.concatenate(triggers, dtype=np.intp) * n + np.concatenate(positions)
-        keys.sort()
-        keys = keys[keys.searchsorted(0) :]
-        if not len(keys):
+        # ordered by trigger, then position: each trigger's occurrences come from one of the arrays, in order
+        found = np.concatenate(triggers, dtype=np.intp)
+        if not len(found):
             return None
-        found, at = np.divmod(keys, n)
+        if len(found) < self.RADIX_FROM:
+            keys = found * n + np.concatenate(positions)
+            keys.sort()
+            found, at = np.divmod(keys, n)
+        else:  # a stable sort on the trigger alone, 16 bits at a time (numpy's radix sort)
+            order = np.argsort((found & 0xFFFF).astype(np.uint16), kind="stable")
+            for shift in range(16, self.id_bits, 16):
+                digits = ((found[order] >> shift) & 0xFFFF).astype(np.uint16)
+                order = order[np.argsort(digits, kind="stable")]
+            found, at = found[order], np.concatenate(positions)[order]
         change = np.empty(len(found) + 1, dtype=np.bool_)  # where a trigger's occurrences start, and the end
         change[0] = change[-1] = True
         np.not_equal(found[1:], found[:-1], out=change[1:-1])
