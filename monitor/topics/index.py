@@ -3,8 +3,9 @@
 As in Lucene's Monitor, each query is reduced to *triggers*: strings at least one of which must occur in a
 document's token stream (:attr:`PreparedDocument.stream`, tokens with a space on both sides) for the query
 to be true: ``" xi jinping "`` for a phrase, ``" putin"`` for the prefix ``putin*``. Every topic's
-triggers are looked up at once, token by token (:class:`_TokenSearch`: one dictionary lookup a token, then
-array operations); only the topics they point to are evaluated.
+triggers are looked up at once, token by token (:class:`_TokenSearch`: for a short text one dictionary
+lookup a token, for a long one a hash table of the words' bytes looked up as arrays, then array operations);
+only the topics they point to are evaluated.
 
 A query's *requirements* are sets of triggers, one of each set to be present:
 
