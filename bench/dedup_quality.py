@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,7 +250,7 @@ def _host(url: str) -> str:
     return re.sub(r"^https?://(www\.)?", "", url).split("/")[0]
 
 
-def with_chrome(doc: Doc, farm: dict[str, object], rng: random.Random, titles: list[str], key: str) -> Doc:
+def with_chrome(doc: Doc, farm: Mapping[str, object], rng: random.Random, titles: list[str], key: str) -> Doc:
     head, foot = list(farm["head"]), list(farm["foot"])  # type: ignore[call-overload]
     paragraphs = doc.text.split("\n")
     middle = len(paragraphs) // 2

@@ -14,6 +14,11 @@ an evenly spread sample of the articles (the table says how many), and the speed
 index on that same sample. The mean over articles is dominated by a few long transcripts (up to 200,000
 characters) that match thousands of topics, so the median time per article is printed too.
 
+Times are the CPU time of the process (``time.thread_time``), which on a quiet machine is the wall time:
+on a shared one, other processes slow a run down without being counted in it. That matters most for the
+speedup, whose index side is one pass of a few tens of milliseconds against seconds of the naive loop; the
+wall-clock speedup is printed too.
+
 Usage: .venv/bin/python bench/matching.py [--quick] [--mix monitoring|broad] [--seed N]
 
 The last line printed is one JSON object with the figures and whether each target is met.
@@ -36,6 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.topics import CompiledQuery, Document, Match, TopicIndex, compile_query, evaluate, prepare
+
+#: what is timed: the process's CPU time (see the module's docstring)
+CLOCK = time.thread_time
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "news_texts"
 TOPIC_COUNTS = (10, 1_000, 10_000, 100_000)
@@ -186,7 +194,7 @@ class TopicMaker:
         return word[: max(4, len(word) - 2)] + "*"
 
     def make(self, count: int) -> list[CompiledQuery]:
-        queries = []
+        queries: list[CompiledQuery] = []
         while len(queries) < count:
             (template,) = self.random.choices([t for _, t in self.templates], self.weights)
             queries.append(compile_query(template(), self.aliases))
@@ -209,12 +217,12 @@ def build(queries: Sequence[CompiledQuery]) -> tuple[TopicIndex[int], float]:
     """
     gc.unfreeze()
     gc.collect()
-    started = time.perf_counter()
+    started = CLOCK()
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(queries):
         index.add(i, query)
     index.prepare_search()
-    seconds = time.perf_counter() - started
+    seconds = CLOCK() - started
     gc.collect()
     gc.freeze()
     return index, seconds
@@ -226,32 +234,37 @@ def documents(articles: Sequence[Article]) -> list[Document]:
 
 def time_index(
     index: TopicIndex[int], docs: Sequence[Document], *, read_snippets: bool = False
-) -> tuple[float, int, list[float]]:
-    """Seconds to prepare and match every document, the number of matches, and each document's seconds."""
+) -> tuple[float, int, list[float], float]:
+    """Seconds to prepare and match every document, the number of matches, each document's seconds, and the
+    wall-clock seconds of it all."""
     found = 0
     each: list[float] = []
+    wall = time.perf_counter()
     for doc in docs:
-        started = time.perf_counter()
+        started = CLOCK()
         matches = index.match(prepare(doc))
         if read_snippets:
             for _, match in matches:
                 _ = match.snippet
-        each.append(time.perf_counter() - started)
+        each.append(CLOCK() - started)
         found += len(matches)
-    return sum(each), found, each
+    return sum(each), found, each, time.perf_counter() - wall
 
 
-def time_naive(queries: Sequence[CompiledQuery], docs: Sequence[Document]) -> tuple[float, int, list[float]]:
-    """Seconds to prepare every document and evaluate every query on it, the number of matches, and each
-    document's seconds."""
+def time_naive(
+    queries: Sequence[CompiledQuery], docs: Sequence[Document]
+) -> tuple[float, int, list[float], float]:
+    """Seconds to prepare every document and evaluate every query on it, the number of matches, each
+    document's seconds, and the wall-clock seconds of it all."""
     found = 0
     each: list[float] = []
+    wall = time.perf_counter()
     for doc in docs:
-        started = time.perf_counter()
+        started = CLOCK()
         prepared = prepare(doc)
         found += sum(evaluate(q, prepared) is not None for q in queries)
-        each.append(time.perf_counter() - started)
-    return sum(each), found, each
+        each.append(CLOCK() - started)
+    return sum(each), found, each, time.perf_counter() - wall
 
 
 def same_results(index: TopicIndex[int], queries: Sequence[CompiledQuery], docs: Sequence[Document]) -> bool:
@@ -315,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(feed_items)} feed items; {len(queries):,} topics compiled in {compile_seconds:.1f} s"
     )
     print("examples: " + " | ".join(q.source for q in queries[:8]))
-    prepare_seconds, _, _ = time_index(TopicIndex(), docs)
+    prepare_seconds, *_ = time_index(TopicIndex(), docs)
     print(f"prepare() alone: {len(docs) / prepare_seconds:,.0f} articles/s")
     naive_sample = QUICK_NAIVE_SAMPLE if args.quick else NAIVE_SAMPLE
     results: dict[str, object] = {
@@ -334,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for count in TOPIC_COUNTS:
         topics = queries[:count]
         index, build_seconds = build(topics)
-        seconds, found, each = time_index(index, docs)
+        seconds, found, each, _ = time_index(index, docs)
         rate = len(docs) / seconds
         each.sort()
         median, p90 = each[len(each) // 2] * 1000, each[int(len(each) * 0.9)] * 1000
@@ -348,8 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_size = naive_sample[count]
         if sample_size != 0:
             sample = documents(spread(measured, sample_size))
-            naive_seconds, naive_found, naive_each = time_naive(topics, sample)
-            index_seconds, index_found, index_each = time_index(index, sample)
+            naive_seconds, naive_found, naive_each, naive_wall = time_naive(topics, sample)
+            index_seconds, index_found, index_each, index_wall = time_index(index, sample)
             if naive_found != index_found or not same_results(index, topics, sample[:8]):
                 print(f"MISMATCH at {count} topics: naive found {naive_found}, the index {index_found}")
                 results[f"mismatch_{count}"] = True
@@ -357,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             speedup = naive_seconds / index_seconds
             results[f"naive_articles_per_s_{count}"] = round(naive_rate, 2)
             results[f"speedup_vs_naive_{count}"] = round(speedup, 1)
+            results[f"wall_clock_speedup_vs_naive_{count}"] = round(naive_wall / index_wall, 1)
             ratios = sorted(n / i for n, i in zip(naive_each, index_each, strict=True))
             results[f"median_article_speedup_vs_naive_{count}"] = round(ratios[len(ratios) // 2], 1)
             results[f"naive_sample_articles_{count}"] = len(sample)
@@ -367,10 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{naive_cell:>9} {sample_cell:>9} {speedup_cell:>8}"
         )
         if count == TOPIC_COUNTS[-1]:
-            with_snippets, _, _ = time_index(index, docs, read_snippets=True)
+            with_snippets, *_ = time_index(index, docs, read_snippets=True)
             results["articles_per_s_100000_reading_every_snippet"] = round(len(docs) / with_snippets, 1)
             feed_docs = documents(feed_items)
-            feed_seconds, _, _ = time_index(index, feed_docs)
+            feed_seconds, *_ = time_index(index, feed_docs)
             results["feed_items_per_s_100000"] = round(len(feed_docs) / feed_seconds, 1)
             snippet_rate, feed_rate = len(docs) / with_snippets, len(feed_docs) / feed_seconds
             print(
@@ -390,13 +404,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results["seconds"] = round(time.perf_counter() - run_started, 1)
     print(
-        "articles/s: prepare + match of every article, one core; naive: every topic evaluated on every "
-        "article of an evenly spread sample ('naive on'), the index timed on the same sample for the speedup."
+        "articles/s: prepare + match of every article, one core, in CPU time; naive: every topic evaluated "
+        "on every article of an evenly spread sample ('naive on'), the index timed on the same sample for "
+        "the speedup."
     )
     print(
-        f"slowdown from 10 to 100,000 topics: {slowdown:.1f}x; speedup over the naive loop for the median "
-        f"article of the sample at 10,000 topics: {results.get('median_article_speedup_vs_naive_10000')}x; "
-        f"took {results['seconds']} s"
+        f"slowdown from 10 to 100,000 topics: {slowdown:.1f}x; speedup over the naive loop at 10,000 topics "
+        f"in wall-clock time: {results.get('wall_clock_speedup_vs_naive_10000')}x, for the median article: "
+        f"{results.get('median_article_speedup_vs_naive_10000')}x; took {results['seconds']} s"
     )
     print(json.dumps(results))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -39,9 +40,9 @@ from monitor.topics import (
     parse_query,
     prepare,
 )
-from monitor.topics.index import _TokenSearch, requirements
+from monitor.topics.index import KEY_BYTES, _halves, _KeyTable, _TokenSearch, requirements
 from monitor.topics.match import FALSE, PreparedDocument, _Presearch, final_score, final_scores, trigger
-from monitor.topics.text import sentence_breaks, token_texts, tokenize
+from monitor.topics.text import line_breaks, sentence_breaks, token_texts, tokenize, word_starts
 
 #: the demo/test "Xi–Putin" topic, and the score a page must reach to count as about a Xi–Putin meeting
 XI_PUTIN_QUERY = '("xi jinping" OR xi OR 习近平 OR "си цзиньпин") AND putin*'
@@ -450,6 +451,16 @@ def _same_sentences_line_by_line(text: str) -> None:
         assert sentences.around(position) == (bounds[i], bounds[i + 1]), position
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["a", " ", "\n", "\r", "é", "习", "\u2028", ".", "\U0001f600"])))
+def test_line_breaks_are_the_runs_of_line_break_characters(text):
+    starts, ends = line_breaks(text)
+    expected = [m.span() for m in re.finditer("[\r\n\u2028\u2029]+", text)]
+    if expected and expected[-1][1] == len(text):
+        expected.pop()
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -853,7 +864,9 @@ def _same_as_evaluating_every_query(
     queries: list[str], docs: list[Document], aliases: dict[str, str]
 ) -> None:
     """The index gives what evaluating every query gives, whether it scores its candidates one by one or
-    (those it can) as arrays, and whatever it makes lists of at once."""
+    (those it can) as arrays, whatever it makes lists of at once, and whether its token search looks the
+    document's tokens up one by one or its words as arrays, two-word keys by a binary search or a hash,
+    occurrences ordered by one sort or radix sorts."""
     compiled = [compile_query(q, aliases) for q in queries]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(compiled):
@@ -861,15 +874,23 @@ def _same_as_evaluating_every_query(
     for doc in docs:
         alone = prepare(doc)  # evaluated without the presearch's positions
         expected = [(i, m) for i, q in enumerate(compiled) if (m := evaluate(q, alone)) is not None]
-        for arrays_from, listed in ((0, 4096), (10**9, 0), (10**9, 4096)):
+        for arrays_from, listed, words_from, hashed_from in (
+            (0, 4096, 0, 0),
+            (10**9, 0, 10**9, 10**9),
+            (10**9, 4096, 0, 10**9),
+            (0, 0, 10**9, 0),
+        ):
             prepared = prepare(doc)
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(monitor.topics.index, "ARRAYS_FROM", arrays_from)
+                patch.setattr(monitor.topics.index, "WORDS_FROM", words_from)
+                patch.setattr(_TokenSearch, "HASHED_FROM", hashed_from)
+                patch.setattr(_TokenSearch, "RADIX_FROM", hashed_from)
                 patch.setattr(_Presearch, "LISTED", listed)
                 found = index.match(prepared)
             assert [(i, m.score, m.matched, m.explanation, m.snippet) for i, m in found] == [
                 (i, m.score, m.matched, m.explanation, m.snippet) for i, m in expected
-            ], (doc.title, arrays_from)
+            ], (doc.title, arrays_from, words_from)
         assert {i for i, _ in expected} <= index.candidates(prepared)
 
 
@@ -951,6 +972,27 @@ def _stream_occurrences(doc: PreparedDocument, patterns: dict[str, int]) -> set[
     return found
 
 
+#: words about the 8 and 16 bytes a key of the search by words holds, in two scripts
+_LONG_WORDS = [
+    "abcdefgh",
+    "abcdefghi",
+    "abcdefghijklmnop",
+    "abcdefghijklmnopq",
+    "abcdefghijklmnopqrs",
+    "Internationalisation's",
+    "internationalisationsprocesses",
+    "государственной",
+    "Государственная",
+    "думы",
+]
+_LONG_WORD_QUERIES = [
+    "abcdefgh abcdefghi* abcdefghijklmno* abcdefghijklmnop* abcdefghijklmnopq* abcdefghijklmnopqr*",
+    '"abcdefghijklmnop abcdefghijklmnopq" "abcdefgh abcdefghijklmnopqr*" abcdefghijklmnopq',
+    'internationalisation internationalisationsprocess* "государственной думы" государственн* госуд*',
+    '"думы abcdefgh abcdefghi abcdefghijklmnop" "abcdefghijklmnopq abcdefghijklmnopqrs"',
+]
+
+
 def test_token_search_finds_every_trigger_where_the_stream_has_it():
     items = _corpus_items("articles.jsonl")[::25] + _corpus_items("feed_items.jsonl")[::40]
     texts = [i["text"] for i in items]
@@ -959,6 +1001,7 @@ def test_token_search_finds_every_trigger_where_the_stream_has_it():
         '"vladimir putin" putin* "vladimir put*" "vladimir vladimirovich putin" "president of russia"',
         '"vladimir vladimirovich put*" "put* vladimir" xi jinp* 习近平 "习 近" ﷺ "صلى الله" russian*',
         '"russian federation" russ* russia "the russian" rus*',
+        *_LONG_WORD_QUERIES,
     ]
     index: TopicIndex[int] = TopicIndex()
     for i, query in enumerate(queries):
@@ -972,22 +1015,136 @@ def test_token_search_finds_every_trigger_where_the_stream_has_it():
         ),
         prepare(Document(title="Putin", text="")),
         prepare(Document(title="صلى الله عليه وسلم ﷺ", text="Putin ﷺ Vladimir")),
+        prepare(Document(title="Internationalisation", text=" ".join(_LONG_WORDS * 2))),
     ]
     for doc in docs:
         pieces, aligned = doc.search_tokens()
-        found = search.find(pieces)
-        expected = _stream_occurrences(doc, index._searched) if aligned else set()
-        if not aligned:  # positions of pieces, not tokens: only which triggers are there is compared
-            present = {t for p, t in index._searched.items() if p in doc.stream}
-            assert found is not None and set(found[0].tolist()) == present
-            continue
-        got: set[tuple[int, int]] = set()
-        if found is not None:
-            present, firsts, positions = found
-            titles = len(doc.tokens[0])
-            for i, trigger_id in enumerate(present.tolist()):
-                got |= {(trigger_id, p - (p > titles)) for p in positions[firsts[i] : firsts[i + 1]].tolist()}
-        assert got == expected, doc.document.title
+        text, also_aligned, spaced = doc.search_words()
+        assert also_aligned == aligned
+        by_words, starts = search.find_words(text, spaced)
+        count = len(starts)
+        for found in (search.find(pieces), by_words):
+            expected = _stream_occurrences(doc, index._searched) if aligned else set()
+            if not aligned:  # positions of pieces, not tokens: only which triggers are there is compared
+                present = {t for p, t in index._searched.items() if p in doc.stream}
+                assert found is not None and set(found[0].tolist()) == present
+                continue
+            assert count == len(pieces)
+            got: set[tuple[int, int]] = set()
+            if found is not None:
+                present, firsts, positions = found
+                titles = len(doc.tokens[0])
+                for i, trigger_id in enumerate(present.tolist()):
+                    starts = positions[firsts[i] : firsts[i + 1]].tolist()
+                    got |= {(trigger_id, p - (p > titles)) for p in starts}
+            assert got == expected, doc.document.title
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [*_LONG_WORDS, "x", "xi", "xia", "jinping", "习", "近平", "'s", "d'or", ",", "\n", " "]
+        ),
+        max_size=60,
+    )
+)
+def test_token_search_by_words_finds_what_it_finds_token_by_token(parts):
+    _same_search_by_words(prepare(Document(title=" ".join(parts[:3]), text=" ".join(parts[3:]))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["abcdefgh", "Abcdefghi's", "x", "xi", "xi's's", "Xi'an", "d'or", "'s", "s'", "\n", ","]
+        ),
+        max_size=60,
+    ).map(" ".join),
+    st.sampled_from(["", "Xi", "Abcdefgh's visit"]),
+)
+def test_token_search_over_spaced_out_text_drops_possessives_and_keeps_where_words_start(text, title):
+    doc = prepare(Document(title=title, text=text))
+    _same_search_by_words(doc)
+    searched, _, spaced = doc.search_words()
+    assert spaced
+    _, starts = _long_word_search().find_words(searched, spaced)
+    titles = len(doc.tokens[0])
+    assert (starts[titles + 1 :] - len(title) - 4).tolist() == word_starts(doc._body.pieces).tolist()
+
+
+def _same_search_by_words(doc: PreparedDocument) -> None:
+    search = _long_word_search()
+    pieces, aligned = doc.search_tokens()
+    text, _, spaced = doc.search_words()
+    found, starts = search.find_words(text, spaced)
+    expected = search.find(pieces)
+    assert len(starts) == len(pieces) and aligned
+    assert (found is None) == (expected is None)
+    if found is not None and expected is not None:
+        assert [a.tolist() for a in found] == [a.tolist() for a in expected]
+
+
+@functools.cache
+def _long_word_search() -> _TokenSearch:
+    index: TopicIndex[int] = TopicIndex()
+    queries = [*_LONG_WORD_QUERIES, '"xi jinping" xia* "xi jin*" "习 近" 习 "d\'or xi" "xi\'s" "abcdefghi x"']
+    for i, query in enumerate(queries):
+        index.add(i, compile_query(query))
+    index.prepare_search()
+    assert index._search_ is not None
+    return index._search_
+
+
+@pytest.mark.parametrize("load", [4, 0.01])
+def test_key_table_finds_each_string_held_and_no_other(monkeypatch, load):
+    # at a load of 0.01 nearly every string lands on a taken slot and is found by the binary search
+    monkeypatch.setattr(_KeyTable, "LOAD", load)
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzабв习'"
+    strings = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))).encode() for _ in range(3000)}
+    held = sorted(s for s in strings if len(s) <= KEY_BYTES)
+    values = np.arange(1, len(held) + 1)
+    table = _KeyTable(*_halves(held), values)
+    # absent: the held strings one byte shorter or longer (same first eight bytes for many)
+    absent = sorted({s[:-1] for s in held if len(s) > 1} | {s + b"x" for s in held if len(s) < KEY_BYTES})
+    absent = [s for s in absent if s not in strings]
+    assert table.get(*_halves(held)).tolist() == values.tolist()
+    assert not table.get(*_halves(absent)).any()
+    # halves of no string held that mix as one held does: the same slot, and the same place apart
+    first, second = _halves(held)
+    other = second + np.uint64(1)
+    assert not table.get(first ^ (second * table.mix) ^ (other * table.mix), other).any()
+    firsts = np.unique(_halves([s[:8] for s in held])[0])  # one half only (a second of None)
+    heads = _KeyTable(firsts, None, np.arange(1, len(firsts) + 1))
+    others = np.setdiff1d(_halves(absent)[0], firsts)
+    assert heads.get(firsts).tolist() == list(range(1, len(firsts) + 1))
+    assert len(others) > 100 and not heads.get(others).any()
+
+
+def test_token_search_orders_occurrences_by_trigger_whatever_the_ids(monkeypatch):
+    # ids past 16 bits (topics come and go, ids are not reused) take a second radix pass
+    ids = {
+        " xi ": 70_000,
+        " putin ": 5,
+        " xi putin ": 140_000,
+        " pu": 65_536,
+        " jinping ": 65_535,
+        " xi jin": 3,
+    }
+    search = _TokenSearch(ids)
+    text = "Putin met Xi Jinping; Xi Putin, Putin Xi putin's xi jinping pub. " * 40
+    doc = prepare(Document(title="Xi", text=text))
+    pieces, _ = doc.search_tokens()
+    words, _, spaced = doc.search_words()
+    found = []
+    for radix_from in (0, 10**9):
+        monkeypatch.setattr(_TokenSearch, "RADIX_FROM", radix_from)
+        found += [search.find(pieces), search.find_words(words, spaced)[0]]
+    assert all(f is not None for f in found)
+    assert len({tuple(tuple(a.tolist()) for a in f) for f in found if f is not None}) == 1
+    present, firsts, _ = found[0]
+    assert present.tolist() == sorted(ids.values()) and firsts[-1] > 500
 
 
 def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():
@@ -997,6 +1154,14 @@ def test_token_search_gives_codes_to_the_many_tokens_short_prefixes_match():
     docs = [Document(title=i["title"] or "", text=i["text"]) for i in items]
     queries = ["co* AND pr*", "th*", "re* -con*", "con* NEAR/3 co*", '"the pr*"', "SENTENCE(wi*, co*)"]
     _same_as_evaluating_every_query(queries, docs, {})
+
+
+def test_token_search_takes_no_token_only_prefixes_match_for_the_third_word_of_a_phrase():
+    # the words get codes 1 to 5 (xa xb; ya yb w), the tokens qq* matches 6, 7, ... as they come: the sixth
+    # of them, after "xa xb", once made the key of "ya yb w" (two-word keys are 0 and 1, the third word's code
+    # added to the key's index times 6) and a phrase that is not there matched
+    queries = ['"xa xb"', '"ya yb w"', "qq*"]
+    _same_as_evaluating_every_query(queries, [Document(title="", text="qq1 qq2 qq3 qq4 qq5 xa xb qq6")], {})
 
 
 def test_token_search_forgets_tokens_beyond_its_memory(monkeypatch):

@@ -3,8 +3,9 @@
 As in Lucene's Monitor, each query is reduced to *triggers*: strings at least one of which must occur in a
 document's token stream (:attr:`PreparedDocument.stream`, tokens with a space on both sides) for the query
 to be true: ``" xi jinping "`` for a phrase, ``" putin"`` for the prefix ``putin*``. Every topic's
-triggers are looked up at once, token by token (:class:`_TokenSearch`: one dictionary lookup a token, then
-array operations); only the topics they point to are evaluated.
+triggers are looked up at once, token by token (:class:`_TokenSearch`: for a short text one dictionary
+lookup a token, for a long one a hash table of the words' bytes looked up as arrays, then array operations);
+only the topics they point to are evaluated.
 
 A query's *requirements* are sets of triggers, one of each set to be present:
 
@@ -35,11 +36,12 @@ evaluating its query in full when first read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Hashable, Mapping
+import math
+from collections.abc import Callable, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +79,8 @@ K = TypeVar("K", bound=Hashable)
 N = TypeVar("N", bound=np.integer)
 #: indices of entries in a plan
 Rows = npt.NDArray[np.int32]
+#: trigger ids, of either width
+Ints = npt.NDArray[np.signedinteger[Any]]
 
 #: trigger strings of which at least one must occur in the stream
 Requirement = frozenset[str]
@@ -85,6 +89,9 @@ Requirement = frozenset[str]
 MAX_GROUPS = 6
 MAX_ALTERNATIVES = 8
 MAX_NEGATED = 6
+#: the documents (characters of title and body) from which the token search looks their words up as arrays
+#: (:meth:`_TokenSearch.find_words`) rather than one by one
+WORDS_FROM = 4000
 #: candidates from which the flat ones are scored as arrays rather than one by one
 ARRAYS_FROM = 32
 #: term slots padding the arrays: an AND group that is always true (and weaker than none), and a term
@@ -178,7 +185,10 @@ def _distinct(values: npt.NDArray[N]) -> npt.NDArray[N]:
     values.sort()
     if len(values) < 2:
         return values
-    kept: npt.NDArray[N] = values[np.append(True, values[1:] != values[:-1])]
+    first = np.empty(len(values), dtype=np.bool_)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    kept: npt.NDArray[N] = values[first]
     return kept
 
 
@@ -203,37 +213,129 @@ class _Codes(dict[str, int]):
         return code
 
 
+U64Array = npt.NDArray[np.uint64]
+#: the longest byte strings :class:`_KeyTable` holds
+KEY_BYTES = 16
+#: per byte count n up to 16: masks keeping the first n bytes of a string's two halves (see :func:`_halves`)
+_LOW = np.array([(1 << 8 * min(n, 8)) - 1 for n in range(KEY_BYTES + 1)], dtype=np.uint64)
+_HIGH = np.array([(1 << 8 * max(0, n - 8)) - 1 for n in range(KEY_BYTES + 1)], dtype=np.uint64)
+#: odd constants: the multiplier of the hash of :class:`_KeyTable`, and those a second half may be mixed with
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)
+_MIXES = [np.uint64((0xC2B2AE3D27D4EB4F * (2 * i + 1)) % 2**64) for i in range(64)]
+
+
+def _halves(strings: list[bytes]) -> tuple[U64Array, U64Array]:
+    """Strings of up to ``KEY_BYTES`` bytes as the two little-endian 64-bit words of their bytes padded with
+    NULs: one for one, if they hold no NUL."""
+    packed = np.frombuffer(b"".join(s.ljust(KEY_BYTES, b"\0") for s in strings), dtype="<u8")
+    return packed[0::2].copy(), packed[1::2].copy()
+
+
+class _KeyTable:
+    """Distinct byte strings of up to ``KEY_BYTES`` bytes, none holding a NUL and none empty, each with a
+    positive value, looked up many at once with a few array operations.
+
+    A string is its two halves (:func:`_halves`), mixed into one 64-bit word (the first XOR the second
+    times an odd constant, picked so that no two strings held share it), whose multiplicative hash places
+    it in a table of at least ``LOAD`` times as many slots as strings. The strings landing on a slot already
+    taken are kept apart, sorted by their mix, and looked for there by a binary search (a mix and a first
+    half equal, the second is too), their slot marked. A string not held gets 0.
+    """
+
+    LOAD = 4
+
+    def __init__(self, first: U64Array, second: U64Array | None, values: IntArray) -> None:
+        self.mix = _MIXES[0]
+        mixed = first
+        if second is not None:
+            for self.mix in _MIXES:
+                mixed = first ^ (second * self.mix)
+                if len(np.unique(mixed)) == len(mixed):
+                    break
+            else:  # pragma: no cover - 64 constants each giving two strings one mix
+                raise AssertionError("no mix tells the strings apart")
+        bits = max(4, math.ceil(math.log2(self.LOAD * max(1, len(first)))))
+        self.shift = np.uint64(64 - bits)
+        slots = ((mixed * _SPREAD) >> self.shift).view(np.intp)
+        placed = np.zeros(len(first), dtype=np.bool_)
+        placed[np.unique(slots, return_index=True)[1]] = True
+        at = slots[placed]
+        self.first = np.zeros(1 << bits, dtype=np.uint64)
+        self.first[at] = first[placed]
+        self.second = np.zeros(1 << bits, dtype=np.uint64)
+        self.halves = second is not None  # whether some string held has a second half
+        if second is not None:
+            self.second[at] = second[placed]
+        self.values = np.zeros(1 << bits, dtype=np.intp)
+        self.values[at] = values[placed]
+        #: per slot, whether strings landing on it are kept apart
+        self.more = np.zeros(1 << bits, dtype=np.bool_)
+        self.more[slots[~placed]] = True
+        order = mixed[~placed].argsort()
+        self.rest_mixed = mixed[~placed][order]
+        self.rest_first = first[~placed][order]
+        self.rest_values = values[~placed][order]
+
+    def get(self, first: U64Array, second: U64Array | None = None) -> IntArray:
+        """The value of each string given by its halves (``second`` None: all 0), 0 for one not held."""
+        mixed = first if second is None else first ^ (second * self.mix)
+        slots = ((mixed * _SPREAD) >> self.shift).view(np.intp)
+        values = self.values.take(slots)
+        same = self.first.take(slots) == first
+        if self.halves:
+            same &= self.second.take(slots) == (0 if second is None else second)
+        values *= same
+        if len(self.rest_mixed):
+            pending = (self.more.take(slots) > same).nonzero()[
+                0
+            ]  # on a marked slot, and not the string there
+            if len(pending):
+                wanted = mixed[pending]
+                at = self.rest_mixed.searchsorted(wanted)
+                np.minimum(at, len(self.rest_mixed) - 1, out=at)
+                found = (self.rest_mixed.take(at) == wanted) & (self.rest_first.take(at) == first[pending])
+                values[pending[found]] = self.rest_values.take(at[found])
+        return values
+
+
 #: flags of a code: the first word of a two-word key, its second, the first of a two-part trigger ending in a
-#: prefix, a token some prefixes match
-_OPENS, _CLOSES, _LEADS, _PREFIXED = 1, 2, 4, 8
-_START = np.zeros(1, dtype=np.intp)
+#: prefix
+_OPENS, _CLOSES, _LEADS = 1, 2, 4
+#: bits of a three-word key below the index of its first two words' key: more than any code takes
+_THIRD = 32
 _NO_ROWS = np.zeros(0, dtype=np.int32)
 
 
 class _TokenSearch:
-    """Every trigger, looked up in a document's tokens (:meth:`PreparedDocument.search_tokens`).
+    """Every trigger, looked up in a document's tokens (:meth:`PreparedDocument.search_tokens`) or words
+    (:meth:`find_words`).
 
     A trigger's space-separated parts are whole tokens, the last a prefix if the trigger does not end with a
     space. Each token is looked up once in a dictionary giving a code: the word's, for a word some trigger
-    holds or some prefix matches; 0 for any other. Per code, :attr:`single` holds its one-word trigger,
-    :attr:`prefixed` the prefix triggers matching it, and :attr:`flags` whether it has those or opens or
-    closes a two-word trigger, so that these are found as arrays (two-word triggers by a key made of the two
-    codes), and three-word ones (by a key made of the first two's and the third's code). Longer phrases are
-    checked word by word where their first two words occur, as are two-part triggers ending in a prefix where
-    their first word does. A token not seen before is classified on the spot; a bounded number of them is
-    remembered.
+    holds or some prefix matches; 0 for any other. Per code, :attr:`hits` holds its one-word trigger and the
+    prefix triggers matching it, and :attr:`flags` whether it opens or closes a two-word trigger, so that
+    these are found as arrays (two-word triggers by a key made of the two codes), and three-word ones (by a
+    key made of the first two's and the third's code). Longer phrases are checked word by word where their
+    first two words occur, as are two-part triggers ending in a prefix where their first word does. A token
+    not seen before is classified on the spot; a bounded number of them is remembered.
     """
 
     #: tokens remembered besides the triggers' own words before that memory is cleared
     MEMORY = 1 << 18
+    #: pairs of words looked up from which a hash table finds the two-word keys rather than a binary search
+    HASHED_FROM = 256
+    #: occurrences from which they are ordered by radix sorts of their triggers, rather than one sort
+    RADIX_FROM = 1024
 
     def __init__(self, triggers: Mapping[str, int]) -> None:
+        #: how many bits the trigger ids take
+        self.id_bits = max(triggers.values(), default=0).bit_length()
         words: dict[str, int] = {}
         singles: dict[int, int] = {}
         prefixes: dict[str, int] = {}
         pairs: dict[tuple[int, int], int] = {}
         triples: dict[tuple[int, int, int], int] = {}
-        longer: dict[tuple[int, int], list[tuple[int, list[str], str | None]]] = {}
+        longer: dict[tuple[int, int], list[tuple[int, list[int], str | None]]] = {}
         #: the first word of a two-part trigger ending in a prefix -> (trigger id, that prefix)
         self.led: dict[int, list[tuple[int, str]]] = {}
 
@@ -255,7 +357,8 @@ class _TokenSearch:
                 triples[word(parts[0]), word(parts[1]), word(parts[2])] = trigger_id
             else:
                 rest, last = (parts[2:], None) if whole else (parts[2:-1], parts[-1])
-                longer.setdefault((word(parts[0]), word(parts[1])), []).append((trigger_id, rest, last))
+                phrase = trigger_id, [word(p) for p in rest], last  # the words after the first two by code
+                longer.setdefault((word(parts[0]), word(parts[1])), []).append(phrase)
         self.prefixes = prefixes
         self.lengths = sorted({len(p) for p in prefixes})
         #: the first characters of every prefix, as long as the shortest: a quick test that none matches
@@ -265,10 +368,11 @@ class _TokenSearch:
         #: the multiplier of a key's first part (codes of the triggers' words are below it)
         self.base = len(words) + 1
         self.keys = np.array([a * self.base + b for a, b in keys], dtype=np.intp)
-        #: three-word triggers, by a key made of their first two words' key (its index) and the third's code
+        #: three-word triggers, by a key made of their first two words' key (its index, shifted past any code
+        #: the third word can have, a token only prefixes match included) and the third's code
         index_of = {key: i for i, key in enumerate(keys)}
         thirds = sorted(
-            (index_of[a, b] * self.base + c, trigger_id) for (a, b, c), trigger_id in triples.items()
+            ((index_of[a, b] << _THIRD) + c, trigger_id) for (a, b, c), trigger_id in triples.items()
         )
         self.triple_keys = np.array([key for key, _ in thirds], dtype=np.intp)
         self.triple = np.array([trigger_id for _, trigger_id in thirds], dtype=np.intp)
@@ -277,22 +381,64 @@ class _TokenSearch:
         self.longer = [longer[k] for k in keys if k in longer]
         at = iter(range(len(self.longer)))
         self.longer_at = np.array([next(at) if k in longer else -1 for k in keys], dtype=np.intp)
-        #: per code: its one-word trigger, and the prefix triggers it matches (-1 for none)
-        self.single = np.full(self.base, -1, dtype=np.int32)
-        self.prefixed = np.full((self.base, 1), -1, dtype=np.int32)
+        #: each key's index, plus 1, by a hash of it
+        self.key_index = _KeyTable(self.keys.view(np.uint64), None, np.arange(1, len(keys) + 1))
+        #: per key: whether some three-word or longer trigger starts with it
+        self.leads_on = self.longer_at >= 0
+        self.leads_on[[index_of[a, b] for a, b, _ in triples]] = True
+        #: per code: its one-word trigger, then the prefix triggers its token matches (-1 for none)
+        self.hits = np.full((self.base, 2), -1, dtype=np.int32)
         self.flags = np.zeros(self.base, dtype=np.uint8)
         for code, trigger_id in singles.items():
-            self.single[code] = trigger_id
+            self.hits[code, 0] = trigger_id
         for a, b in keys:
             self.flags[a] |= _OPENS
             self.flags[b] |= _CLOSES
         for code in self.led:
             self.flags[code] |= _LEADS
+        #: the words' one-word triggers, for :meth:`find_words` (which finds prefixes apart)
+        self.single = self.hits[:, 0].copy()
         for piece, code in words.items():
             self._mark(code, self._prefix_hits(piece))
         self.words = words
         self.size = self.base
         self.codes = _Codes(words, self._classify)
+        self._byte_tables(words)
+
+    def _byte_tables(self, words: dict[str, int]) -> None:
+        """What :meth:`find_words` looks tokens up in: the words' codes and the prefixes' triggers by their
+        bytes (:class:`_KeyTable`), and the prefixes by their first bytes, as many as the shortest has (at
+        most 8), with the lengths of those starting so; the words and prefixes longer than a key, apart."""
+        encoded = {w: w.encode() for w in words}
+        held = [w for w, b in encoded.items() if len(b) <= KEY_BYTES]
+        self.word_keys = _KeyTable(
+            *_halves([encoded[w] for w in held]), np.array([words[w] for w in held], dtype=np.intp)
+        )
+        self.long_words = {w: words[w] for w, b in encoded.items() if len(b) > KEY_BYTES}
+        encoded = {p: p.encode() for p in self.prefixes}
+        held = [p for p, b in encoded.items() if len(b) <= KEY_BYTES]
+        self.long_prefixes = {p: t for p, t in self.prefixes.items() if len(encoded[p]) > KEY_BYTES}
+        self.long_lengths = sorted({len(p) for p in self.long_prefixes})
+        self.head_bytes = min([8, *(len(encoded[p]) for p in held)])
+        by_head: dict[bytes, set[int]] = {}
+        for p in held:
+            by_head.setdefault(encoded[p][: self.head_bytes], set()).add(len(encoded[p]))
+        heads = sorted(by_head)
+        #: sieves before the heads are looked up: per two bytes (as a little-endian 16-bit index), whether
+        #: some head has them first, and whether some head has them last
+        self.sieves = np.zeros((2, 1 << 16), dtype=np.bool_)
+        self.sieves[0, [int.from_bytes(h[:2], "little") for h in heads]] = True
+        self.sieves[1, [int.from_bytes(h[-2:], "little") for h in heads]] = True
+        self.sieve_shift = np.uint64(8 * max(0, self.head_bytes - 2))
+        self.head_keys = _KeyTable(_halves(heads)[0], None, np.arange(1, len(heads) + 1))
+        #: the byte lengths of the prefixes starting with head h: ``head_lengths[head_start[h]:...[h + 1]]``
+        self.head_start = np.zeros(len(heads) + 1, dtype=np.intp)
+        np.cumsum([len(by_head[h]) for h in heads], out=self.head_start[1:])
+        self.head_lengths = np.array([n for h in heads for n in sorted(by_head[h])], dtype=np.intp)
+        self.prefix_keys = _KeyTable(
+            *_halves([encoded[p] for p in held]),
+            np.array([self.prefixes[p] + 1 for p in held], dtype=np.intp),
+        )
 
     def _prefix_hits(self, piece: str) -> list[int]:
         """The prefix triggers ``piece`` matches."""
@@ -303,15 +449,12 @@ class _TokenSearch:
         ]
 
     def _mark(self, code: int, prefixed: list[int]) -> None:
-        """Give ``code`` the prefix triggers its token matches, widening :attr:`prefixed` if need be."""
-        if not prefixed:
-            return
-        if len(prefixed) > self.prefixed.shape[1]:
-            wider = np.full((len(self.prefixed), len(prefixed)), -1, dtype=np.int32)
-            wider[:, : self.prefixed.shape[1]] = self.prefixed
-            self.prefixed = wider
-        self.prefixed[code, : len(prefixed)] = prefixed
-        self.flags[code] |= _PREFIXED
+        """Give ``code`` the prefix triggers its token matches, widening :attr:`hits` if need be."""
+        if len(prefixed) >= self.hits.shape[1]:
+            wider = np.full((len(self.hits), len(prefixed) + 1), -1, dtype=np.int32)
+            wider[:, : self.hits.shape[1]] = self.hits
+            self.hits = wider
+        self.hits[code, 1 : len(prefixed) + 1] = prefixed
 
     def _classify(self, token: str) -> int:
         """The code of a token not seen before (see :class:`_Codes`): a new one if some prefix matches it."""
@@ -319,11 +462,10 @@ class _TokenSearch:
         if not prefixed:
             return 0
         if self.size == len(self.flags):
-            self.single = np.concatenate([self.single, np.full_like(self.single, -1)])
-            self.prefixed = np.concatenate([self.prefixed, np.full_like(self.prefixed, -1)])
+            self.hits = np.concatenate([self.hits, np.full_like(self.hits, -1)])
             self.flags = np.concatenate([self.flags, np.zeros_like(self.flags)])
         code, self.size = self.size, self.size + 1
-        self.prefixed[code] = -1
+        self.hits[code] = -1
         self.flags[code] = 0
         self._mark(code, prefixed)
         return code
@@ -337,37 +479,112 @@ class _TokenSearch:
             self.codes.update(self.words)
             self.size = self.base
         codes = np.fromiter(map(self.codes.__getitem__, pieces), dtype=np.intp, count=n)
+        hits = self.hits[codes]
+        at, columns = (hits >= 0).nonzero()
+        return self._gather(codes, self.flags[codes], pieces, [hits[at, columns]], [at], [])
+
+    def find_words(
+        self, text: str, possessives: bool = False
+    ) -> tuple[tuple[IntArray, IntArray, IntArray] | None, IntArray]:
+        """:meth:`find` for the pieces that are the runs of characters other than a space in ``text`` (which
+        starts and ends with a space), looked up by their UTF-8 bytes as arrays rather than one by one:
+        cheaper for a long text, whose pieces need not be made strings. Also where each piece starts (in
+        bytes). With ``possessives``, a piece ending with "'s" stands for the token without it.
+
+        Each piece's bytes (its first ``KEY_BYTES`` of them, the longer pieces being looked up one by one) are
+        a key of :attr:`word_keys`; the prefixes are looked for in the pieces whose first bytes are those of
+        some prefix, one key for each length a prefix starting so has."""
+        data = (text + "\0" * KEY_BYTES).encode()
+        size = len(data) - KEY_BYTES
+        characters = np.frombuffer(data, dtype=np.uint8, count=size)
+        is_word = characters != ord(" ")
+        edges = (is_word[1:] != is_word[:-1]).nonzero()[0] + 1
+        starts, ends = edges[0::2], edges[1::2]
+        if possessives and "'" in text:  # a piece's "'s" is dropped from its token
+            ends = ends - ((characters[ends - 1] == ord("s")) & (characters[ends - 2] == ord("'"))) * 2
+        lengths = ends - starts
+        held = np.minimum(lengths, KEY_BYTES)
+        # each piece's first 16 bytes, read where it starts as two 64-bit words, the bytes past it masked off
+        words = np.ndarray((size + 8,), dtype="<u8", buffer=data, strides=(1,))
+        first = words.take(starts) & _LOW.take(held)
+        second = words.take(starts + 8) & _HIGH.take(held)
+        codes = self.word_keys.get(first, second)
+        triggers: list[Ints] = []
+        positions: list[IntArray] = []
+        # the pieces whose first two bytes, and last two of a head's length, some head has; then those whose
+        # first bytes are a head
+        sieved = self.sieves[0].take((first & _LOW[2]).view(np.intp))
+        sieved &= self.sieves[1].take(((first >> self.sieve_shift) & _LOW[2]).view(np.intp))
+        headed = sieved.nonzero()[0]
+        head = self.head_keys.get(first[headed] & _LOW[self.head_bytes])
+        headed, head = headed[head > 0], head[head > 0]
+        if len(headed):
+            lo = self.head_start[head - 1]
+            count = self.head_start[head] - lo
+            owner = headed.repeat(count)
+            length = self.head_lengths[_ranges(lo, count)]
+            fits = (length <= lengths[owner]).nonzero()[0]
+            owner, length = owner[fits], length[fits]
+            hit = self.prefix_keys.get(first[owner] & _LOW.take(length), second[owner] & _HIGH.take(length))
+            found = hit.nonzero()[0]
+            triggers.append(hit[found] - 1)
+            positions.append(owner[found])
+
+        pieces = _Pieces(data, starts, ends)
+        extra: list[int] = []
+        for i in (lengths > KEY_BYTES).nonzero()[0].tolist():
+            token = pieces[i]
+            codes[i] = self.long_words.get(token, 0)
+            for n in self.long_lengths:
+                trigger_id = self.long_prefixes.get(token[:n])
+                if trigger_id is not None and len(token) >= n:
+                    extra += (trigger_id, i)
         singles = self.single[codes]
         at = (singles >= 0).nonzero()[0]
-        triggers, positions = [singles[at]], [at]
-        flags = self.flags[codes]
-        at = (flags & _PREFIXED).nonzero()[0]
-        if len(at):
-            prefixed = self.prefixed[codes[at]]
-            rows, columns = (prefixed >= 0).nonzero()
-            triggers.append(prefixed[rows, columns])
-            positions.append(at[rows])
-        extra: list[int] = []  # trigger id, position, ... found one by one
+        triggers.append(singles[at])
+        positions.append(at)
+        return self._gather(codes, self.flags[codes], pieces, triggers, positions, extra), starts
+
+    def _gather(
+        self,
+        codes: IntArray,
+        flags: npt.NDArray[np.uint8],
+        pieces: Sequence[str],
+        triggers: list[Ints],
+        positions: list[IntArray],
+        extra: list[int],
+    ) -> tuple[IntArray, IntArray, IntArray] | None:
+        """What :meth:`find` returns, from the pieces' codes and their flags, the one-word triggers found
+        (``triggers`` at ``positions``) and others (``extra``: trigger id, position, ...)."""
+        n = len(codes)
         at = ((flags[:-1] & _OPENS) & (flags[1:] >> 1)).nonzero()[0]
         if len(at):
             keys = codes[at] * self.base + codes[at + 1]
-            k = self.keys.searchsorted(keys)
-            known = (self.keys.take(k, mode="clip") == keys).nonzero()[0]
+            if len(keys) > self.HASHED_FROM:  # a binary search for each, in no order, is slow
+                k = self.key_index.get(keys.view(np.uint64)) - 1
+                known = (k >= 0).nonzero()[0]
+            else:
+                k = self.keys.searchsorted(keys)
+                known = (self.keys.take(k, mode="clip") == keys).nonzero()[0]
             at, k = at[known], k[known]
-            triggers.append(self.pair[k])
-            positions.append(at)
-            if len(self.triple_keys):
+            pair = self.pair[k]
+            known = (pair >= 0).nonzero()[0]  # the keys with a two-word trigger
+            triggers.append(pair[known])
+            positions.append(at[known])
+            known = self.leads_on[k].nonzero()[0]  # the keys some longer trigger starts with
+            at, k = at[known], k[known]
+            if len(at) and len(self.triple_keys):
                 inside = (at < n - 2).nonzero()[0]
-                keys = k[inside] * self.base + codes[at[inside] + 2]
+                keys = (k[inside] << _THIRD) + codes[at[inside] + 2]
                 j = self.triple_keys.searchsorted(keys)
                 known = (self.triple_keys.take(j, mode="clip") == keys).nonzero()[0]
                 triggers.append(self.triple[j[known]])
                 positions.append(at[inside[known]])
-            if self.longer:
+            if len(at) and self.longer:
                 longer = self.longer_at[k]
                 some = (longer >= 0).nonzero()[0]
                 for i, j in zip(at[some].tolist(), longer[some].tolist(), strict=True):
-                    extra += self._longer(pieces, i, self.longer[j])
+                    extra += self._longer(codes, pieces, i, self.longer[j])
         if self.led:
             led = (flags[:-1] & _LEADS).nonzero()[0]
             for i, code in zip(led.tolist(), codes[led].tolist(), strict=True):
@@ -377,28 +594,63 @@ class _TokenSearch:
         if extra:
             triggers.append(np.array(extra[::2], dtype=np.intp))
             positions.append(np.array(extra[1::2], dtype=np.intp))
-        # ordered by trigger, then position (a key's two-word trigger is -1 if it has only longer ones)
-        keys = np.concatenate(triggers, dtype=np.intp) * n + np.concatenate(positions)
-        keys.sort()
-        keys = keys[keys.searchsorted(0) :]
-        if not len(keys):
+        # ordered by trigger, then position: each trigger's occurrences come from one of the arrays, in order
+        found = np.concatenate(triggers, dtype=np.intp)
+        if not len(found):
             return None
-        found, at = np.divmod(keys, n)
-        firsts = np.concatenate([_START, (found[1:] != found[:-1]).nonzero()[0] + 1, [len(found)]])
+        if len(found) < self.RADIX_FROM:
+            keys = found * n + np.concatenate(positions)
+            keys.sort()
+            found, at = np.divmod(keys, n)
+        else:  # a stable sort on the trigger alone, 16 bits at a time (numpy's radix sort)
+            order = np.argsort((found & 0xFFFF).astype(np.uint16), kind="stable")
+            for shift in range(16, self.id_bits, 16):
+                digits = ((found[order] >> shift) & 0xFFFF).astype(np.uint16)
+                order = order[np.argsort(digits, kind="stable")]
+            found, at = found[order], np.concatenate(positions)[order]
+        change = np.empty(len(found) + 1, dtype=np.bool_)  # where a trigger's occurrences start, and the end
+        change[0] = change[-1] = True
+        np.not_equal(found[1:], found[:-1], out=change[1:-1])
+        firsts = change.nonzero()[0]
         return found[firsts[:-1]], firsts, at
 
     @staticmethod
-    def _longer(pieces: list[str], i: int, phrases: list[tuple[int, list[str], str | None]]) -> list[int]:
-        """Trigger id, ``i``, ... for the phrases (trigger id, the words after the first two, the prefix
-        ending it if any) whose first two words are at ``i`` and the rest follows."""
+    def _longer(
+        codes: IntArray, pieces: Sequence[str], i: int, phrases: list[tuple[int, list[int], str | None]]
+    ) -> list[int]:
+        """Trigger id, ``i``, ... for the phrases (trigger id, the codes of the words after the first two, the
+        prefix ending it if any) whose first two words are at ``i`` and the rest follows."""
         found: list[int] = []
+        n = len(codes)
         for trigger_id, rest, last in phrases:
             end = i + 2 + len(rest)
-            if pieces[i + 2 : end] == rest and (
-                last is None or (end < len(pieces) and pieces[end].startswith(last))
+            if codes[i + 2 : end].tolist() == rest and (
+                last is None or (end < n and pieces[end].startswith(last))
             ):
                 found += (trigger_id, i)
         return found
+
+
+class _Pieces(Sequence[str]):
+    """The pieces of a text searched by words (:meth:`_TokenSearch.find_words`), made strings when read:
+    ``data[starts[i]:ends[i]]``, decoded."""
+
+    def __init__(self, data: bytes, starts: IntArray, ends: IntArray) -> None:
+        self.data, self.starts, self.ends = data, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, at: int) -> str: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[str]: ...
+
+    def __getitem__(self, at: int | slice) -> str | list[str]:
+        if isinstance(at, slice):
+            return [self[i] for i in range(*at.indices(len(self)))]
+        return self.data[self.starts[at] : self.ends[at]].decode()
 
 
 class _Listing(Generic[K]):
@@ -474,6 +726,7 @@ class _Plan(Generic[K]):
         #: rows of anchor trigger t: ``start[t]`` to ``start[t + 1]``
         self.start = np.zeros(triggers + 1, dtype=np.intp)
         np.cumsum(np.bincount(anchors, minlength=triggers), out=self.start[1:])
+        self.stop = self.start[1:].copy()
         self.then = np.array(thens, dtype=np.int32)[order]
         self.entry = np.array(rows, dtype=np.int32)[order]
         self.with_rest = np.array([bool(entry.rest) for entry in self.entries], dtype=np.bool_)
@@ -539,7 +792,7 @@ class _Plan(Generic[K]):
         """The entries (indices in :attr:`entries`, ascending) whose anchor and second requirement have a
         trigger in ``present`` (trigger ids, each once), and their further requirements too."""
         lo = self.start[present]
-        rows = _ranges(lo, self.start[present + 1] - lo)
+        rows = _ranges(lo, self.stop[present] - lo)
         if not len(rows):
             return _NO_ROWS
         marked = self.marked
@@ -728,15 +981,20 @@ class TopicIndex(Generic[K]):
         if search is None:
             return None, _NO_ROWS
         tokens, plan = search
-        pieces, aligned = doc.search_tokens()
-        found = tokens.find(pieces)
+        starts: IntArray | None = None  # where the pieces start, if the search was over the words
+        if len(doc.document.text) + len(doc.document.title) >= WORDS_FROM:
+            text, aligned, spaced = doc.search_words()
+            found, starts = tokens.find_words(text, spaced)
+        else:
+            listed, aligned = doc.search_tokens()
+            found = tokens.find(listed)
         if found is None:
             nothing = np.zeros(0, dtype=np.intp)
             found = nothing, np.zeros(1, dtype=np.intp), nothing
         present, firsts, positions = found
         if aligned:  # the body's tokens follow the title's and the line break between them
-            titles = len(doc.tokens[TITLE])
-            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched)
+            titles = doc.title_tokens
+            doc.record_presearch(present, firsts, positions - (positions > titles), self._searched, starts)
         else:
             doc.forget_presearch()
         return plan, plan.found(present)

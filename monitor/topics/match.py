@@ -23,7 +23,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -261,15 +261,22 @@ class _Presearch:
         return found
 
 
+def _lead(body_tokens: int) -> float:
+    """How many words of a body of ``body_tokens`` tokens are its lead (weigh ``EARLY_WEIGHT``)."""
+    return max(EARLY_WORDS, EARLY_FRACTION * body_tokens)
+
+
 class PreparedDocument:
     """A document tokenised once, per field (title, body); what only some topics need is built on first use.
 
-    ``tokens`` is built at once; the presearch stream, a field's token -> positions index, its character spans
-    (for snippets) and its sentences (for SENTENCE) the first time they are asked for. Term positions are
-    memoised, and read from a presearch's findings when one was recorded (:meth:`record_presearch`).
+    The tokens, the presearch stream, a field's token -> positions index, its character spans (for snippets)
+    and its sentences (for SENTENCE) are built the first time they are asked for: an index searching a long
+    text as words (:meth:`search_words`) needs no token made a string. Term positions are memoised, and read
+    from a presearch's findings when one was recorded (:meth:`record_presearch`).
     """
 
     __slots__ = (
+        "__dict__",  # for tokens, a cached property
         "_body",
         "_cache",
         "_early",
@@ -283,15 +290,13 @@ class PreparedDocument:
         "_stream",
         "_title",
         "_vocabulary",
+        "_word_starts",
         "document",
-        "tokens",
     )
 
     def __init__(self, document: Document) -> None:
         self.document = document
         self._title, self._body = tokenise(document.title), tokenise(document.text)
-        self.tokens: tuple[list[str], list[str]] = (self._title.tokens, self._body.tokens)
-        self._early = max(EARLY_WORDS, EARLY_FRACTION * len(self.tokens[BODY]))
         self._cache: dict[tuple[tuple[str, ...], tuple[bool, ...], int], list[int]] = {}
         self._evidence: dict[tuple[tuple[str, ...], tuple[bool, ...], tuple[int, ...]], float] = {}
         self._index: list[dict[str, list[int]] | None] = [None, None]
@@ -300,8 +305,21 @@ class PreparedDocument:
         self._sorted_vocabulary: list[list[str] | None] = [None, None]
         self._spans: list[list[tuple[int, int]] | None] = [None, None]
         self._sentences: list[_Sentences | None] = [None, None]
+        #: where each token of a field starts in its text, if a presearch found it
+        self._word_starts: list[IntArray | None] = [None, None]
         self._stream: str | None = None
         self._presearch: _Presearch | None = None
+        #: the lead: how many words of the body weigh ``EARLY_WEIGHT``, set with the number of body tokens (by
+        #: :attr:`tokens` or a presearch), before any position is known to weigh
+        self._early = math.nan
+
+    @cached_property
+    def tokens(self) -> tuple[list[str], list[str]]:
+        """Title and body tokens, split off the fields' words the first time they are asked for (an index
+        searching a long text as words never does)."""
+        tokens = self._title.tokens, self._body.tokens
+        self._early = _lead(len(tokens[BODY]))
+        return tokens
 
     @property
     def stream(self) -> str:
@@ -321,21 +339,60 @@ class PreparedDocument:
         when a token holds a space (a compatibility character folded to words): the pieces are then the
         :attr:`stream` cut at every space, so that a trigger is found exactly where it occurs in the stream.
         """
-        title, body = self.tokens
-        # only folding can give a token a space
-        folded = any(not spaced for _, _, spaced in [*self._title.pieces, *self._body.pieces])
-        if folded and (" " in "".join(title) or " " in "".join(body)):
+        if not self._aligned():
             return self.stream[1:-1].split(" "), False
-        return [*title, "\n", *body], True
+        return [*self._title.tokens, "\n", *self._body.tokens], True
+
+    def search_words(self) -> tuple[str, bool, bool]:
+        """:meth:`search_tokens` as one string whose runs of characters other than a space are the pieces
+        (a space first and last); whether those are the tokens one for one; and whether the string is the
+        fields spaced out (:attr:`Tokenised.plain`), one character for one, so that a piece ending with "'s"
+        is a token without it (a possessive) and a body piece starts where a body word does. Otherwise the
+        fields give their words (:attr:`Tokenised.words`), joined only if tokenising did not. A token
+        holding a space is two runs (where :meth:`search_tokens` cuts the stream at every space, which can
+        give an empty piece): the triggers found are the same, or more, and their positions are not used.
+        """
+        title, body = self._title, self._body
+        if title.plain and body.plain:
+            return f" {title.pieces[0][1]} \n {body.pieces[0][1]} ", True, True
+        words = (t.words if t.words is not None else " ".join(t.tokens) for t in (title, body))
+        return " {} \n {} ".format(*words), self._aligned(), False
+
+    def _aligned(self) -> bool:
+        """Whether no token holds a space (only folding a compatibility character can give one some; a field
+        with :attr:`Tokenised.words` has none)."""
+        title, body = self._title, self._body
+        if title.words is not None and body.words is not None:
+            return True
+        return all(t.words is not None or " " not in "".join(t.tokens) for t in (title, body))
+
+    @property
+    def title_tokens(self) -> int:
+        """How many tokens the title has (the body's are not split off for this)."""
+        return len(self._title.tokens)
 
     def record_presearch(
-        self, present: IntArray, firsts: IntArray, positions: IntArray, trigger_ids: Mapping[str, int]
+        self,
+        present: IntArray,
+        firsts: IntArray,
+        positions: IntArray,
+        trigger_ids: Mapping[str, int],
+        starts: IntArray | None = None,
     ) -> None:
         """Keep where a presearch over :meth:`search_tokens` (one for one with the tokens) found its triggers,
         to locate and score terms from: the occurrences of ``present[i]`` (ascending trigger ids) are at
         ``positions[firsts[i]:firsts[i + 1]]``, ascending, the title's tokens numbered first, then the
-        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for."""
-        self._presearch = _Presearch(present, firsts, positions, len(self.tokens[TITLE]), trigger_ids)
+        body's; ``trigger_ids`` (trigger string -> id) tells what the search looked for. ``starts``, if the
+        search was over :meth:`search_words`, are where its pieces start there: they count the body's tokens,
+        and are where its words start if the fields were spaced out."""
+        titles = self.title_tokens
+        self._presearch = _Presearch(present, firsts, positions, titles, trigger_ids)
+        if starts is None:
+            self._early = _lead(len(self._body.tokens))
+            return
+        self._early = _lead(len(starts) - titles - 1)
+        if self._title.plain and self._body.plain:  # " title \n body ": the body starts 4 characters on
+            self._word_starts[BODY] = starts[titles + 1 :] - (len(self.document.title) + 4)
 
     def forget_presearch(self) -> None:
         """Drop what a presearch recorded: terms are then looked for in the tokens."""
@@ -611,7 +668,7 @@ class PreparedDocument:
             text, tokenised = (
                 (self.document.title, self._title) if field == TITLE else (self.document.text, self._body)
             )
-            found = self._sentences[field] = _Sentences(text, tokenised)
+            found = self._sentences[field] = _Sentences(text, tokenised, self._word_starts[field])
         return found
 
     def weight(self, field: int, pos: int) -> float:
@@ -631,24 +688,25 @@ class _Sentences:
     only; once the lines asked about add up to half the text, the whole of it is split at once. Tokens are
     counted from the text's :func:`word_starts`."""
 
-    __slots__ = ("_budget", "_lines", "_spans", "_starts", "_text", "_whole", "_words")
+    __slots__ = ("_budget", "_chars", "_lines", "_starts", "_text", "_whole", "_words")
 
     #: what splitting a line costs besides its characters, in characters
     LINE_COST = 300
 
-    def __init__(self, text: str, tokenised: Tokenised) -> None:
+    def __init__(self, text: str, tokenised: Tokenised, starts: IntArray | None = None) -> None:
+        """``starts``: where the text's tokens start, if known (else worked out from the pieces)."""
         self._text = text
-        self._words = word_starts(tokenised.pieces)
-        runs = line_breaks(text)
-        starts = [end for _, end in runs]
-        #: each line's span of characters and its first token's position; then one past any token
-        self._spans = list(zip([0, *starts], [*(start for start, _ in runs), len(text)], strict=True))
-        self._starts = [0, *self._count(starts), len(tokenised.tokens) + 1]
+        self._words = word_starts(tokenised.pieces) if starts is None else starts
+        breaks, after = line_breaks(text)
+        #: where each line's characters start and end; and its first token's position, then one past any
+        #: token (one start a token)
+        self._chars = [0, *after.tolist()], [*breaks.tolist(), len(text)]
+        self._starts = [0, *self._count(after), len(self._words) + 1]
         self._lines: dict[int, list[int]] = {}
         self._whole: list[int] | None = None
         self._budget = len(text) // 2
 
-    def _count(self, offsets: list[int]) -> list[int]:
+    def _count(self, offsets: list[int] | IntArray) -> list[int]:
         """How many tokens the text gives before each of ``offsets``."""
         found: list[int] = self._words.searchsorted(offsets).tolist()
         return found
@@ -665,7 +723,7 @@ class _Sentences:
             line = bisect_right(self._starts, position) - 1
             starts = self._lines.get(line)
             if starts is None:
-                lo, hi = self._spans[line]
+                lo, hi = self._chars[0][line], self._chars[1][line]
                 self._budget -= hi - lo + self.LINE_COST
                 if self._budget >= 0:
                     starts = self._lines[line] = self._split(line)
@@ -676,7 +734,7 @@ class _Sentences:
 
     def _split(self, line: int) -> list[int]:
         """The positions of the first tokens of the line's sentences, then of the next line's."""
-        lo, hi = self._spans[line]
+        lo, hi = self._chars[0][line], self._chars[1][line]
         first, after = self._starts[line], self._starts[line + 1]
         starts = [first]
         for count in self._count(sentence_breaks(self._text, lo, hi)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -90,9 +90,9 @@ def _bmp_word_chars() -> npt.NDArray[np.bool_]:
 
 
 _BMP_WORD_CHARS = _bmp_word_chars()
-#: for ASCII text: letters lower-cased, digits, '_' and apostrophes kept, anything else a space
-_ASCII_WORDS = str.maketrans(
-    {chr(c): chr(c).lower() if chr(c).isalnum() or chr(c) in "_'" else " " for c in range(128)}
+#: for ASCII text, as bytes: letters lower-cased, digits, '_' and apostrophes kept, anything else a space
+_ASCII_WORDS = bytes(
+    ord(chr(c).lower()) if c < 128 and (chr(c).isalnum() or chr(c) in "_'") else ord(" ") for c in range(256)
 )
 #: each apostrophe that does not join two word characters, in text spaced out by ``_ASCII_WORDS``: one with
 #: a space, another apostrophe or either end of the text next to it
@@ -175,13 +175,47 @@ def token_texts(text: str) -> list[str]:
     return tokenise(text).tokens
 
 
-class Tokenised(NamedTuple):
-    """A text's tokens, and the pieces tokenising took it in, for :func:`word_starts` to count them."""
+class Tokenised:
+    """A text's tokens, and the pieces tokenising took it in, for :func:`word_starts` to count them.
 
-    tokens: list[str]
-    #: (offset, text, spaced): the ASCII path's pieces made word characters and spaces one for one
-    #: (``spaced``), the others as they were folded
-    pieces: list[tuple[int, str, bool]]
+    Unless a token holds a space (a folded compatibility character), the tokens are kept as the words of one
+    string (:attr:`words`) and split off it the first time they are asked for: an index can search the words
+    as they are (:meth:`~monitor.topics.match.PreparedDocument.search_words`). A text that took the ASCII
+    path as a whole (:attr:`plain`) is its one spaced piece, whose words, possessives dropped, are the words.
+    """
+
+    __slots__ = ("_tokens", "_words", "pieces", "plain")
+
+    def __init__(
+        self,
+        tokens: list[str] | None,
+        pieces: list[tuple[int, str, bool]],
+        words: str | None = None,
+        plain: bool = False,
+    ) -> None:
+        self._tokens = tokens
+        #: (offset, text, spaced): the ASCII path's pieces made word characters and spaces one for one
+        #: (``spaced``), the others as they were folded
+        self.pieces = pieces
+        self._words = words
+        self.plain = plain
+
+    @property
+    def words(self) -> str | None:
+        """The tokens as words separated by runs of spaces, when no token holds a space."""
+        if self._words is None and self.plain:
+            spaced = self.pieces[0][1]
+            self._words = _POSSESSIVE_RE.sub("", spaced) if "'" in spaced else spaced
+        return self._words
+
+    @property
+    def tokens(self) -> list[str]:
+        tokens = self._tokens
+        if tokens is None:
+            words = self.words
+            assert words is not None
+            tokens = self._tokens = words.split()
+        return tokens
 
 
 def tokenise(text: str) -> Tokenised:
@@ -192,20 +226,22 @@ def tokenise(text: str) -> Tokenised:
             unified = unified.replace(apostrophe, "'")
     letters = [] if unified.isascii() else _non_ascii_letters(unified)
     if not letters:
-        spaced = _spaced(unified)
-        return Tokenised(_split_words(spaced), [(0, spaced, True)])
+        return Tokenised(None, [(0, _spaced(unified), True)], plain=True)
     if len(letters) > len(unified) // 16:
         return Tokenised(_folded_token_texts(unified), [(0, unified, False)])
-    tokens: list[str] = []
+    # the words of each piece (those of a folded piece joined by spaces), and the folded pieces' tokens
+    parts: list[str] = []
+    folded_tokens: dict[int, list[str]] = {}
     pieces: list[tuple[int, str, bool]] = []
 
     def add(start: int, end: int, folded: bool) -> None:
         piece = unified[start:end]
         if folded:
-            tokens.extend(_folded_token_texts(piece))
+            folded_tokens[len(parts)] = found = _folded_token_texts(piece)
+            parts.append(" ".join(found))
         else:
             piece = _spaced(piece)
-            tokens.extend(_split_words(piece))
+            parts.append(_POSSESSIVE_RE.sub("", piece) if "'" in piece else piece)
         pieces.append((start, piece, not folded))
 
     done, n = 0, len(unified)
@@ -221,6 +257,9 @@ def tokenise(text: str) -> Tokenised:
         add(start, end, True)
         done = end
     add(done, n, False)
+    if all(len(parts[i].split()) == len(found) for i, found in folded_tokens.items()):
+        return Tokenised(None, pieces, " ".join(parts))  # no token holds a space: split when asked for
+    tokens = [t for i, w in enumerate(parts) for t in (folded_tokens[i] if i in folded_tokens else w.split())]
     return Tokenised(tokens, pieces)
 
 
@@ -239,15 +278,8 @@ def _non_ascii_letters(text: str) -> list[int]:
 def _spaced(text: str) -> str:
     """Such text, word characters lower-cased and apostrophes joining two of them kept, anything else a
     space: one character for one."""
-    if not text.isascii():
-        text = text.encode("ascii", "replace").decode("ascii")
-    spaced = text.translate(_ASCII_WORDS)
+    spaced = text.encode("ascii", "replace").translate(_ASCII_WORDS).decode("ascii")
     return _LOOSE_APOSTROPHES_RE.sub(" ", spaced) if "'" in spaced else spaced
-
-
-def _split_words(spaced: str) -> list[str]:
-    """The tokens of :func:`_spaced` text: its words, possessives dropped."""
-    return (_POSSESSIVE_RE.sub("", spaced) if "'" in spaced else spaced).split()
 
 
 def _folded_token_texts(text: str) -> list[str]:
@@ -366,10 +398,9 @@ _SENTENCE_END_RE = re.compile(
 
 
 #: the line breaks of the sentence pattern: every run of them ends a sentence. Opening with a character
-#: rather than a repetition lets ``re`` skip to the next candidate at C speed; text with only "\n" for line
-#: breaks (most) is searched for that one character, which is faster still.
+#: rather than a repetition lets ``re`` skip to the next candidate at C speed (text with only "\n" for line
+#: breaks, most, is looked through as an array instead).
 _LINE_BREAKS_RE = re.compile("[\r\n\u2028\u2029][\r\n\u2028\u2029]*")
-_NEWLINES_RE = re.compile("\n\n*")
 
 
 def sentence_breaks(text: str, start: int = 0, stop: int | None = None) -> list[int]:
@@ -386,13 +417,31 @@ def sentence_breaks(text: str, start: int = 0, stop: int | None = None) -> list[
     return ends
 
 
-def line_breaks(text: str) -> list[tuple[int, int]]:
-    """Where each run of line breaks is in ``text`` (a sentence always ends there), but one ending it."""
-    plain = "\r" not in text and "\u2028" not in text and "\u2029" not in text
-    runs = [m.span() for m in (_NEWLINES_RE if plain else _LINE_BREAKS_RE).finditer(text)]
-    if runs and runs[-1][1] == len(text):
-        runs.pop()
-    return runs
+def line_breaks(text: str) -> tuple[IntArray, IntArray]:
+    """Where each run of line breaks in ``text`` starts, and where it ends (a sentence always ends there),
+    but one ending the text. A text whose only line breaks are "\\n" (most) is looked through as an array of
+    its characters (of its UTF-16 units, if none is past U+FFFF)."""
+    codes: npt.NDArray[np.unsignedinteger[Any]] | None = None
+    if "\r" in text or "\u2028" in text or "\u2029" in text:
+        pass
+    elif text.isascii():
+        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    else:
+        units = text.encode("utf-16-le", "surrogatepass")
+        if len(units) == 2 * len(text):
+            codes = np.frombuffer(units, dtype=np.uint16)
+    if codes is None:
+        runs = [m.span() for m in _LINE_BREAKS_RE.finditer(text)]
+        starts = np.array([a for a, _ in runs], dtype=np.intp)
+        ends = np.array([b for _, b in runs], dtype=np.intp)
+    else:
+        at = (codes == ord("\n")).nonzero()[0]
+        apart = at[1:] != at[:-1] + 1
+        starts = at[np.concatenate([[True], apart])] if len(at) else at
+        ends = at[np.concatenate([apart, [True]])] + 1 if len(at) else at
+    if len(ends) and ends[-1] == len(text):
+        return starts[:-1], ends[:-1]
+    return starts, ends
 
 
 def word_starts(pieces: list[tuple[int, str, bool]]) -> IntArray:
