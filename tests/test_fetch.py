@@ -540,3 +540,39 @@ def test_requests_to_one_host_are_spaced_and_other_hosts_do_not_wait(site):
         one_host, other_host = asyncio.run(fetch_all(second.put("/p.html", "<html>y</html>", "text/html")))
     assert one_host >= 0.8  # five requests to one host start 0.2 s apart
     assert other_host < 0.2  # another host has its own slots
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_reused():
+    """The server answers with keep-alive, then hangs up: the next request sees the pooled connection is
+    closed (it reads as readable: end of stream) and dials a new one instead of failing on the dead one."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(FEED), FEED)
+                )
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/feed.xml"
+
+    async def twice():
+        async with Fetcher(LOOPBACK) as fetcher:
+            first = await fetcher.fetch_feed(url)
+            await asyncio.sleep(0.2)  # the server has closed the connection by now
+            return first, await fetcher.fetch_feed(url)
+
+    try:
+        first, second = asyncio.run(twice())
+    finally:
+        listener.close()
+    assert isinstance(first, Fetched) and isinstance(second, Fetched)
+    assert first.content == second.content == FEED and len(accepted) == 2
