@@ -59,8 +59,12 @@ class Fingerprint:
     signature: bytes
     #: one LSH key per band (signed 63-bit integers, the database's BIGINT)
     band_keys: tuple[int, ...]
-    #: the word shingles themselves, kept to confirm candidates (not stored)
-    shingles: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    #: the text fingerprinted, to confirm candidates on its shingles (not stored; a text crosses from an
+    #: extraction worker in a fraction of the time its set of shingles took)
+    text: str = field(default="", compare=False, repr=False)
+
+    def word_shingles(self) -> set[str]:
+        return shingles(tokens(self.text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ def fingerprint(text: str) -> Fingerprint:
         return Fingerprint(content_hash, b"", ())
     shingled = shingles(words)
     values = minhash(np.fromiter((zlib.crc32(s.encode()) for s in shingled), np.uint32, len(shingled)))
-    return Fingerprint(content_hash, values.astype("<u4").tobytes(), band_keys(values), frozenset(shingled))
+    return Fingerprint(content_hash, values.astype("<u4").tobytes(), band_keys(values), text)
 
 
 def minhash(hashes: np.ndarray) -> np.ndarray:
@@ -163,11 +167,11 @@ def find_story(
     if estimate >= threshold(site, best.site) + _ESTIMATE_MARGIN * 3:
         return best.story_id
     texts = load_texts([c.article_id for c, _ in ranked])
-    found, found_score = None, 0.0
+    own, found, found_score = mine.word_shingles(), None, 0.0
     for candidate, _ in ranked:
         if candidate.article_id not in texts:
             continue
-        score = jaccard(mine.shingles, shingles(tokens(texts[candidate.article_id])))
+        score = jaccard(own, shingles(tokens(texts[candidate.article_id])))
         if score >= threshold(site, candidate.site) and score > found_score:
             found, found_score = candidate.story_id, score
     return found
