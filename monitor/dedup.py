@@ -96,9 +96,15 @@ def fingerprint(text: str) -> Fingerprint:
     content_hash = hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
     if len(words) < MIN_WORDS:
         return Fingerprint(content_hash, b"", ())
-    shingled = shingles(words)
-    values = minhash(np.fromiter((zlib.crc32(s.encode()) for s in shingled), np.uint32, len(shingled)))
+    values = minhash(_shingle_hashes(words))
     return Fingerprint(content_hash, values.astype("<u4").tobytes(), band_keys(values), text)
+
+
+def _shingle_hashes(words: Sequence[str]) -> np.ndarray:
+    """The CRC-32 of each shingle where it occurs (more than SHINGLE_WORDS words): a repeated shingle is
+    hashed again rather than set aside first, which costs less, and a MinHash, a minimum, is the same."""
+    runs = zip(*(words[i:] for i in range(SHINGLE_WORDS)), strict=False)
+    return np.fromiter(map(zlib.crc32, map(str.encode, map(" ".join, runs))), np.uint32)
 
 
 def minhash(hashes: np.ndarray) -> np.ndarray:
