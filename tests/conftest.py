@@ -24,6 +24,9 @@ from monitor.pipeline import Pipeline, RunReport
 from monitor.storage import FeedUpdated, Storage, make_engine, upgrade
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# pytest-xdist's workers run with COLUMNS=80, which Rich takes as the CLI console's fixed width when
+# monitor.cli is imported; the CLI tests set the width they want per command
+os.environ.pop("COLUMNS", None)
 PG_ADMIN_URL = os.environ.get("MONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
