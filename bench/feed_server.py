@@ -31,6 +31,7 @@ import json
 import os
 import re
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -231,6 +233,21 @@ def main() -> None:
     # serve until the benchmark closes our standard input (or dies)
     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
     asyncio.run(serve(args))
+
+
+def launch(**options: object) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """This server in a subprocess, given ``--name=value`` for each option (``changing_every=10``), once
+    every site listens; returns it and its first line (``started`` and ``feeds``). Closing its standard
+    input stops it."""
+    arguments = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), *arguments],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    return server, json.loads(server.stdout.readline())
 
 
 if __name__ == "__main__":

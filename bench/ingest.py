@@ -121,7 +121,7 @@ def add_topics(storage: Storage, count: int, seed: int, now: datetime) -> list[s
     return [q.source for q in queries]
 
 
-def _status(pid: int, field: str) -> int:
+def status_kib(pid: int, field: str) -> int:
     """A /proc/<pid>/status figure in KiB (VmRSS, VmHWM); 0 if the process is gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
@@ -176,7 +176,7 @@ class RssSampler(threading.Thread):
             self.sample()
 
     def sample(self) -> None:
-        total = _status(os.getpid(), "VmRSS") + sum(_status(p, "VmRSS") for p in self.pids)
+        total = status_kib(os.getpid(), "VmRSS") + sum(status_kib(p, "VmRSS") for p in self.pids)
         self.peak_tree = max(self.peak_tree, total)
 
     def stop(self) -> None:
@@ -294,7 +294,7 @@ def measure(
         waits = {pid: cpu_wait_seconds(pid) - before for pid, before in wait_before.items()}
         others = (machine_busy_seconds() - machine_before - sum(cpu.values())) / seconds
         stages_after = stage_totals()
-        peak_workers = [_status(p, "VmHWM") for p in pids]
+        peak_workers = [status_kib(p, "VmHWM") for p in pids]
     timer.restore()
     profile_text = None
     if profiler:

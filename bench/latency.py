@@ -28,12 +28,12 @@ import random
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feed_server
 import sqlalchemy as sa
 
 from monitor.config import FeedConfig, MonitorConfig, NetworkConfig, Settings
@@ -82,21 +82,9 @@ class Plan:
 def start_server(plan: Plan, workdir: Path) -> tuple[subprocess.Popen[str], float, list[str]]:
     schedule = workdir / "schedule.json"
     schedule.write_text(json.dumps(plan.schedule))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "feed_server.py"),
-            f"--feeds={plan.feeds}",
-            f"--hosts={plan.sites}",
-            f"--items={INITIAL_ITEMS}",
-            f"--schedule={schedule}",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    server, started = feed_server.launch(
+        feeds=plan.feeds, hosts=plan.sites, items=INITIAL_ITEMS, schedule=schedule
     )
-    assert server.stdout is not None
-    started = json.loads(server.stdout.readline())
     return server, started["started"], started["feeds"]
 
 

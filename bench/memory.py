@@ -33,8 +33,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feed_server
 from dedup_quality import fill_database, load_originals, mixed_texts
-from ingest import add_topics
+from ingest import add_topics, status_kib
 from polling import LOOPBACK
 
 from monitor.config import NetworkConfig
@@ -46,18 +47,6 @@ TARGET_MB = 300
 SEED = 20261204
 TOPICS = 100
 NEW_ITEMS = 500
-
-
-def status_kib(pid: int, field: str) -> int:
-    """A /proc/<pid>/status figure in KiB (VmRSS, VmHWM); 0 if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def children(pid: int) -> list[int]:
@@ -126,22 +115,11 @@ def main() -> None:
         schedule.write_text(
             json.dumps([[rng.randrange(feeds), rng.uniform(5, window)] for _ in range(NEW_ITEMS)])
         )
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "feed_server.py"),
-                f"--feeds={feeds}",
-                f"--hosts={sites}",
-                "--items=2",
-                "--changing-every=10",
-                f"--schedule={schedule}",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        server, listening = feed_server.launch(
+            feeds=feeds, hosts=sites, items=2, changing_every=10, schedule=schedule
         )
-        assert server.stdout is not None and server.stdin is not None
-        urls = json.loads(server.stdout.readline())["feeds"]
+        assert server.stdin is not None
+        urls = listening["feeds"]
         config = workdir / "feeds.yaml"
         feeds_yaml(config, urls, network)
         env = {**os.environ, "MONITOR_CONFIG": str(config), "MONITOR_DATABASE_URL": database}

@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feed_server
 import httpx
 import sqlalchemy as sa
 
@@ -55,21 +55,8 @@ LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 def start_server(feeds: int, hosts: int) -> tuple[subprocess.Popen[str], list[str]]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "feed_server.py"),
-            f"--feeds={feeds}",
-            f"--hosts={hosts}",
-            f"--items={ITEMS}",
-            f"--changing-every={CHANGING_EVERY}",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    return server, json.loads(server.stdout.readline())["feeds"]
+    server, started = feed_server.launch(feeds=feeds, hosts=hosts, items=ITEMS, changing_every=CHANGING_EVERY)
+    return server, started["feeds"]
 
 
 def fresh_storage(database_url: str | None, workdir: Path) -> Storage:
