@@ -278,6 +278,15 @@ class StoryView:
     topics: list[str]
 
 
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Database failures as one StorageError, with the first line of the driver's message."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+
+
 class Storage:
     """All database access of monitor."""
 
@@ -286,29 +295,20 @@ class Storage:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+        with _storage_errors(), Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         """A plain connection in a transaction, for the stream's batched writes (Core statements)."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+        with _storage_errors(), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         """A plain connection for hot read-only lookups, without the ORM session's bookkeeping."""
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+        with _storage_errors(), self.engine.connect() as conn:
+            yield conn
 
     # -- feeds ---------------------------------------------------------------------------------------
 
