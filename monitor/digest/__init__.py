@@ -291,6 +291,7 @@ def _publish(
         kind=digest.kind, subscription=subscription.name, topic=digest.topic, sender=sender
     )
     document = to_document(digest, id=digest_id(message_id))
+    stored_document = dumps(document)
     deliveries = []
     if subscription.recipients:
         message = compose_message(
@@ -305,7 +306,7 @@ def _publish(
         )
         deliveries.append(("email", message.as_string(policy=SMTP)))
     if subscription.webhook is not None:
-        deliveries.append(("webhook", dumps(document)))
+        deliveries.append(("webhook", stored_document))
     stored = storage.record_digest(
         subscription.name,
         status=DIGEST_SENDING,
@@ -316,7 +317,7 @@ def _publish(
         kind=digest.kind,
         topic=digest.topic,
         message_id=message_id,
-        document=dumps(document),
+        document=stored_document,
         deliveries=deliveries,
     )
     pending = [d for d in storage.outbox(subscription.name, kind=digest.kind) if d.digest_id == stored]
