@@ -48,7 +48,7 @@ from monitor.errors import ConfigError, MonitorError, NotFoundError
 from monitor.extract import extract_page, extraction_pool
 from monitor.fetch import Fetcher
 from monitor.http import parse_address
-from monitor.pipeline import Pipeline, RunReport, utc_now
+from monitor.pipeline import Pipeline, RunReport
 from monitor.scheduler import DEFAULT_TICK_SECONDS, Daemon
 from monitor.status import collect_status
 from monitor.storage import (
@@ -63,6 +63,7 @@ from monitor.storage import (
 )
 from monitor.storage.engine import current_revision, head_revision
 from monitor.topics import Document, compile_query, evaluate, prepare
+from monitor.types import utc_now
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -655,9 +656,7 @@ def topics_backtest(
     """
     cutoff = _since(since)
     with progress_bar() as progress:
-        report = watchlist.backtest(
-            _state(ctx).storage(), name, since=cutoff, now=utc_now(), apply=apply, progress=progress
-        )
+        report = watchlist.backtest(_state(ctx).storage(), name, since=cutoff, apply=apply, progress=progress)
     if as_json:
         _print_json(
             {

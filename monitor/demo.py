@@ -18,8 +18,9 @@ from monitor.config import load_config
 from monitor.digest import prepare_digest, render_html
 from monitor.fetch import Fetcher
 from monitor.loopback import LoopbackSite
-from monitor.pipeline import Pipeline, Progress, RunReport, utc_now
+from monitor.pipeline import Pipeline, Progress, RunReport
 from monitor.storage import HitView, Storage, make_engine, upgrade
+from monitor.types import utc_now
 
 SITE = Path(__file__).resolve().parent / "demo_data" / "site"
 #: the host the sample feeds and pages are written with; replaced by the loopback server's address

@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Generic, TypeVar
 
@@ -51,12 +51,14 @@ from monitor.storage import (
 )
 from monitor.types import (
     ArticleToProcess,
+    Clock,
     ExtractedArticle,
     FeedEntry,
     FeedForPoll,
     NotModified,
     ParsedFeed,
     TopicMatch,
+    utc_now,
 )
 from monitor.urls import canonical_url, page_url, site_of
 
@@ -87,13 +89,8 @@ TOPICS_CHECK_SECONDS = 2.0
 
 T = TypeVar("T")
 R = TypeVar("R")
-Clock = Callable[[], datetime]
 #: called as (stage, done, total) while a run goes on; for progress bars
 Progress = Callable[[str, int, int], None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,17 +382,17 @@ class Pipeline:
         """Settle extracted articles in one transaction. If anything in it fails, each is settled again in a
         transaction of its own, so one bad article fails alone, recorded on it, and the others are stored."""
         matcher = self._current_matcher()
-        now = self.clock()
         ready = [e for e in batch if e.failure is None]
-        settled = [self._settle_alone(e, matcher, now) for e in batch if e.failure is not None]
+        settled = [self._settle_alone(e, matcher) for e in batch if e.failure is not None]
         if len(ready) > 1:
             try:
                 with self.storage.article_batch() as tx:
+                    now = self.clock()  # inside the batch's hit fence
                     together = [self._settle_in(tx, e, matcher, now) for e in ready]
                 return settled + [_counted(s) for s in together]
             except Exception as exc:
                 log.info("settling %d articles together failed (%s); settling each alone", len(ready), exc)
-        return settled + [self._settle_alone(e, matcher, now) for e in ready]
+        return settled + [self._settle_alone(e, matcher) for e in ready]
 
     def _settle_in(self, tx: ArticleBatch, e: Extracted, matcher: TopicMatcher, now: datetime) -> Settled:
         if e.failure is not None or e.extracted is None:
@@ -405,17 +402,17 @@ class Pipeline:
         )
         return Settled(e.item.id, e.extracted.source, len(matches))
 
-    def _settle_alone(self, e: Extracted, matcher: TopicMatcher, now: datetime) -> Settled:
+    def _settle_alone(self, e: Extracted, matcher: TopicMatcher) -> Settled:
         """One article in its own transaction; a failure is recorded on it, its extraction kept for the
         retry, and it is retried after ARTICLE_RETRY_FIRST, doubling with each attempt."""
         try:
             with self.storage.article_batch() as tx:
-                return _counted(self._settle_in(tx, e, matcher, now))
+                return _counted(self._settle_in(tx, e, matcher, self.clock()))
         except StorageError:
             raise
         except Exception as exc:  # one article's failure is recorded on it; the stream goes on
             reason = str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"
-            retry = now + ARTICLE_RETRY_FIRST * (1 << min(e.item.attempts, 10))
+            retry = self.clock() + ARTICLE_RETRY_FIRST * (1 << min(e.item.attempts, 10))
             with self.storage.article_batch() as tx:
                 if e.extracted is not None:
                     tx.checkpoint(e.item.id, e.extracted, fetch_error=e.fetch_error)

@@ -32,9 +32,10 @@ from monitor.digest.schedule import next_scheduled as next_scheduled
 from monitor.errors import MonitorError, StorageError
 from monitor.http import StatusServer
 from monitor.metrics import ALERTS, DIGESTS, REGISTRY, StorageCollector
-from monitor.pipeline import ArticleStream, Clock, Pipeline, RunReport, utc_now
+from monitor.pipeline import ArticleStream, Pipeline, RunReport
 from monitor.storage import Storage
 from monitor.storage.storage import KIND_DIGEST
+from monitor.types import Clock, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.match import TopicMatcher
 from monitor.storage import ArchivedArticle, Storage, StoredHit, TopicSpec
 from monitor.topics import check_alias, compile_query
-from monitor.types import TopicMatch
+from monitor.types import Clock, TopicMatch, utc_now
 
 
 def add_topic(
@@ -104,7 +104,7 @@ def backtest(
     name: str,
     *,
     since: datetime | None,
-    now: datetime,
+    clock: Clock = utc_now,
     apply: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BacktestReport:
@@ -131,7 +131,9 @@ def backtest(
             progress("backtest", report.articles, total)
     if apply:
         rematched = {**report.still_matching, **{aid: m for aid, (_, m) in report.added.items()}}
-        storage.apply_backtest(topic.id, matches=rematched, remove=[h.id for _, h in report.removed], now=now)
+        storage.apply_backtest(
+            topic.id, matches=rematched, remove=[h.id for _, h in report.removed], clock=clock
+        )
         report.applied = True
     return report
 

@@ -83,10 +83,10 @@ import sqlalchemy as sa
 
 from monitor.config import FeedConfig, SubscriptionConfig
 from monitor.demo import DEMO_MIN_SCORE, DEMO_QUERY
-from monitor.pipeline import utc_now
 from monitor.scheduler import last_scheduled
 from monitor.storage import Storage, make_engine
 from monitor.storage.models import Article, Delivery, Digest, DigestItem, Entry, Hit, Subscription, Topic
+from monitor.types import utc_now
 from monitor.urls import canonical_url
 
 from conftest import corpus_path, free_port, run_pipeline

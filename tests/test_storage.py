@@ -1,3 +1,5 @@
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,6 +193,34 @@ def test_article_results_hits_and_digest_bookkeeping(storage):
 
     storage.remove_topic("t")
     assert storage.hits() == [] and storage.topics() == []
+
+
+def test_a_digest_waits_for_the_batch_that_stamped_hits_before_its_time(storage):
+    """A batch stamps its hits when it begins and commits when it ends; a digest read in between waits for
+    it, so what was stamped before the digest's time is in that digest, not left to the next one."""
+    storage.sync_feeds([FeedConfig(name="a", url="https://a.example/rss")], NOW)
+    [feed] = storage.feeds_due(NOW)
+    record_entries(storage, feed.id, [_entry("1", "https://x.example/1")], NOW)
+    topic = storage.add_topic("t", "xi AND putin", 0.3, NOW)
+    sub = SubscriptionConfig(name="s", recipients=["a@example.org"], topics=["t"])
+    storage.sync_subscriptions([sub], NOW - timedelta(days=1))
+    [item] = storage.articles_to_process(NOW)
+    extracted = ExtractedArticle("Xi meets Putin", "body", None, None, "en", None, "page")
+    match = TopicMatch(topic_id=topic.id, topic_version=1, score=0.8, matched=["xi"], snippet="«Xi»")
+    stamped = threading.Event()
+
+    def settle() -> None:
+        with storage.article_batch() as batch:
+            batch.save_article(item.id, extracted=extracted, matches=[match], fetch_error=None, now=NOW)
+            stamped.set()
+            time.sleep(0.5)  # matching the rest of the batch
+
+    settling = threading.Thread(target=settle)
+    settling.start()
+    stamped.wait(10)
+    _, owed = storage.undelivered_hits(sub, until=NOW + timedelta(seconds=1))
+    settling.join()
+    assert [h.title for h in owed] == ["Xi meets Putin"]
 
 
 def test_storage_errors_are_wrapped(tmp_path):

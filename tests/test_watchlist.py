@@ -85,7 +85,7 @@ def test_backtest_reports_then_applies(storage, site):
     assert len(storage.hits(topic="xi-putin")) == 3
 
     watchlist.edit_topic(storage, "xi-putin", NOW, query="(@xi AND putin*) OR (putin* AND modi)")
-    report = watchlist.backtest(storage, "xi-putin", since=None, now=NOW)
+    report = watchlist.backtest(storage, "xi-putin", since=None, clock=lambda: NOW)
     assert report.articles == 10 and not report.applied
     assert [a.title for a, _ in report.added.values()] == [
         "Putin hosts Modi for talks on oil, fertiliser and shipping routes"
@@ -93,12 +93,12 @@ def test_backtest_reports_then_applies(storage, site):
     assert len(report.still_matching) == 3 and report.removed == []
     assert len(storage.hits(topic="xi-putin")) == 3  # nothing changed without --apply
 
-    applied = watchlist.backtest(storage, "xi-putin", since=None, now=NOW, apply=True)
+    applied = watchlist.backtest(storage, "xi-putin", since=None, clock=lambda: NOW, apply=True)
     assert applied.applied and len(storage.hits(topic="xi-putin")) == 4
     assert {h.topic_version for h in storage.hits(topic="xi-putin")} == {2}
 
     watchlist.edit_topic(storage, "xi-putin", NOW, query="putin* AND modi")
-    narrowed = watchlist.backtest(storage, "xi-putin", since=None, now=NOW, apply=True)
+    narrowed = watchlist.backtest(storage, "xi-putin", since=None, clock=lambda: NOW, apply=True)
     assert len(narrowed.removed) == 3 and len(storage.hits(topic="xi-putin")) == 1
     [hit] = storage.hits(topic="xi-putin")
     assert hit.explanation and {c["term"] for c in hit.explanation} >= {"modi"}

@@ -45,7 +45,7 @@ from monitor.storage.models import (
     UTCDateTime,
 )
 from monitor.storage.polls import PollResult, record_polls
-from monitor.types import ArticleToProcess, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
+from monitor.types import ArticleToProcess, Clock, ExtractedArticle, FeedEntry, FeedForPoll, TopicMatch
 
 #: an article whose content was pruned: kept as a row so its feed entries are not discovered again
 PRUNED = "pruned"
@@ -287,6 +287,28 @@ def _storage_errors() -> Iterator[None]:
         raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
 
 
+#: the PostgreSQL advisory lock key of the hit fence ("moni")
+HIT_FENCE_KEY = 0x6D6F6E69
+
+
+def _hit_fence(conn: sa.Connection, *, exclusive: bool) -> None:
+    """Order the stamping of hits against the digests that read them, across threads and processes.
+
+    A transaction that stores hits takes the fence shared before it reads the clock for their stamp and
+    holds it until it commits; a digest takes it exclusively before it reads the hits stamped up to its
+    time. So the digest waits for every transaction that may have stamped a hit at or before that time
+    and then sees all of them: a hit's stamp says which digest carries it. (Without the fence, a batch
+    stamped before a digest and committed after it left its hits to the next digest, outside their window.)
+    PostgreSQL: an advisory transaction lock. SQLite: its one write lock, taken by BEGIN IMMEDIATE, which
+    must be the transaction's first statement.
+    """
+    if conn.dialect.name == "postgresql":
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(sa.text(f"SELECT {lock}(:key)"), {"key": HIT_FENCE_KEY})
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Storage:
     """All database access of monitor."""
 
@@ -491,8 +513,10 @@ class Storage:
     @contextmanager
     def article_batch(self) -> Iterator[ArticleBatch]:
         """One transaction for settling many articles (see ``ArticleBatch``): committed when the block
-        ends, rolled back whole if it raises."""
+        ends, rolled back whole if it raises. It holds the hit fence (``_hit_fence``): read the clock for
+        the hits' stamp inside the block."""
         with self._write() as conn:
+            _hit_fence(conn, exclusive=False)
             yield ArticleBatch(conn)
 
     def save_article(self, article_id: int, **details: Any) -> SavedArticle:
@@ -502,12 +526,12 @@ class Storage:
 
     def article_texts(self, article_ids: Sequence[int]) -> dict[int, str]:
         """Title and text of articles, as their fingerprints were taken."""
-        with self.article_batch() as batch:
-            return batch.article_texts(article_ids)
+        with self._read() as conn:
+            return ArticleBatch(conn).article_texts(article_ids)
 
     def archived_by_id(self, article_ids: Sequence[int]) -> list[ArchivedArticle]:
-        with self.article_batch() as batch:
-            return batch.archived_by_id(article_ids)
+        with self._read() as conn:
+            return ArticleBatch(conn).archived_by_id(article_ids)
 
     def unfinished_articles(self, *, limit: int = 100) -> list[UnfinishedArticle]:
         """Articles not matched yet, failed ones first, then oldest first."""
@@ -1015,10 +1039,13 @@ class Storage:
             }
 
     def apply_backtest(
-        self, topic_id: int, *, matches: dict[int, TopicMatch], remove: Sequence[int], now: datetime
+        self, topic_id: int, *, matches: dict[int, TopicMatch], remove: Sequence[int], clock: Clock
     ) -> None:
-        """Store or refresh the hits of re-matched articles and delete hits that no longer match, at once."""
+        """Store or refresh the hits of re-matched articles and delete hits that no longer match, at once;
+        new hits are stamped with ``clock`` read inside the hit fence."""
         with self._session() as session:
+            _hit_fence(session.connection(), exclusive=False)
+            now = clock()
             if remove:
                 session.execute(sa.delete(DigestItem).where(col(DigestItem.hit_id).in_(list(remove))))
                 session.execute(sa.delete(Hit).where(col(Hit.id).in_(list(remove))))
@@ -1067,6 +1094,7 @@ class Storage:
         """
         wanted = list(subscription.topics if topics is None else topics)
         with self._session() as session:
+            _hit_fence(session.connection(), exclusive=True)  # hits stamped up to ``until`` are committed
             sub = self._subscription(session, subscription.name)
             topic = wanted[0] if kind == KIND_ALERT and wanted else None
             last_end = self._last_window_end(session, sub.id or 0, kind, topic)
