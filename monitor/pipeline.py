@@ -81,6 +81,9 @@ EXTRACTING_PER_WORKER = 2
 #: extracted articles waiting to be settled, and the most settled in one transaction
 SETTLE_QUEUE = 100
 SETTLE_BATCH = 50
+#: how long the settle stage waits for more articles to settle with the first in one transaction: articles
+#: arrive one by one from extraction, and a transaction of one costs its begin and commit for one article
+SETTLE_LINGER = 0.5
 #: how often a running stream looks again for articles whose retry time has come
 RESWEEP_SECONDS = 60.0
 #: how long the compiled topics are used before the database is asked whether they changed: a topic added
@@ -665,12 +668,7 @@ class ArticleStream:
             first = await self._to_settle.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < SETTLE_BATCH and not self._to_settle.empty():
-                if (more := self._to_settle.get_nowait()) is None:
-                    ended = True
-                    break
-                batch.append(more)
+            batch, ended = await self._gather_batch(first)
             try:
                 settled = await asyncio.to_thread(self.pipeline.settle_batch, batch)
             except StorageError as exc:  # the database is out of reach: they stay queued there
@@ -681,6 +679,27 @@ class ArticleStream:
             for outcome in settled:
                 self._in_hand.discard(outcome.article_id)
                 self._count(outcome)
+
+    async def _gather_batch(self, first: Extracted) -> tuple[list[Extracted], bool]:
+        """``first`` and the articles extracted within SETTLE_LINGER after it (at most SETTLE_BATCH in
+        all), and whether the end of the stream came with them."""
+        batch = [first]
+        until = asyncio.get_running_loop().time() + SETTLE_LINGER
+        while len(batch) < SETTLE_BATCH and not self.pipeline.stopping:
+            if self._to_settle.empty():
+                wait = until - asyncio.get_running_loop().time()
+                if wait <= 0:
+                    break
+                try:
+                    more = await asyncio.wait_for(self._to_settle.get(), wait)
+                except TimeoutError:
+                    break
+            else:
+                more = self._to_settle.get_nowait()
+            if more is None:
+                return batch, True
+            batch.append(more)
+        return batch, False
 
     def _count(self, outcome: Settled) -> None:
         self._settled += 1

@@ -404,6 +404,21 @@ def test_pages_extracted_in_a_process_pool_give_the_same_articles(storage, site,
     assert len(texts(pooled)) == 22 and texts(pooled) == texts(storage)
 
 
+def test_articles_extracted_close_together_are_settled_in_one_transaction(storage, site, monkeypatch):
+    serve_kremlin(site)
+    storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], Clock().now)
+    sizes: list[int] = []
+    original = Pipeline.settle_batch
+
+    def counting(self, batch):
+        sizes.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(Pipeline, "settle_batch", counting)
+    assert run(storage, Clock()).articles == 22
+    assert sum(sizes) == 22 and len(sizes) < 22  # each waited SETTLE_LINGER for company
+
+
 def test_group_commit_writes_together_and_a_bad_item_fails_alone():
     calls: list[list[str]] = []
 
