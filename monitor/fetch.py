@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import select
+import logging
 import socket
 import ssl
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+import aiohttp.abc
+import certifi
+import yarl
 
 from monitor.config import Network, NetworkConfig
 from monitor.errors import (
@@ -46,8 +48,21 @@ _BINARY_APPLICATION = frozenset(
     for subtype in ("pdf", "zip", "gzip", "x-gzip", "x-tar", "x-7z-compressed", "vnd.rar", "wasm")
 )
 
+#: the longest header line an answer may have (aiohttp's default, 8 KiB, is below what some sites send)
+_MAX_HEADER_LINE = 64 * 1024
+
+log = logging.getLogger(__name__)
+
 #: the host of the request being sent and the addresses the policy checked for it; only these are dialled
 _PINNED: ContextVar[tuple[str, tuple[str, ...]] | None] = ContextVar("monitor_fetch_pinned", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What ``_follow`` needs of an HTTP answer once its connection is released."""
+
+    status: int
+    headers: Mapping[str, str]
 
 
 def _redirected(url: str, target: str) -> str:
@@ -75,14 +90,14 @@ class AddressPolicy:
         url = url or target
         lead = _redirected(url, target)
         try:
-            parsed = httpx.URL(target)
-        except httpx.InvalidURL as exc:
+            parts = urlsplit(target)
+            if parts.scheme not in ("http", "https"):
+                raise FetchError(url, f"{lead}not an HTTP URL", kind="invalid_url")
+            if not parts.hostname:
+                raise FetchError(url, f"{lead}no host in URL", kind="invalid_url")
+            host = yarl.URL(target).raw_host or ""  # IDNA-encoded, as the connection looks it up
+        except (ValueError, UnicodeError) as exc:
             raise FetchError(url, f"{lead}not a valid URL: {exc}", kind="invalid_url") from None
-        if parsed.scheme not in ("http", "https"):
-            raise FetchError(url, f"{lead}not an HTTP URL", kind="invalid_url")
-        host = parsed.raw_host.decode("ascii")
-        if not host:
-            raise FetchError(url, f"{lead}no host in URL", kind="invalid_url")
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
@@ -101,95 +116,32 @@ class AddressPolicy:
         return host, tuple(dict.fromkeys(str(a) for a in addresses))
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Dials only the addresses the policy checked for the request's host, in order, and never resolves
-    the name again: a DNS server that answers the check with a public address and the connection with a
-    private one (DNS rebinding) gets nowhere. The URL keeps its host name, so the Host header, TLS SNI and
-    certificate checks, and the connection pool all stay keyed by name."""
+class _PinnedResolver(aiohttp.abc.AbstractResolver):
+    """Answers a connection's name lookup with the addresses the policy checked for the request's host, in
+    order, and never resolves the name again: a DNS server that answers the check with a public address
+    and the connection with a private one (DNS rebinding) gets nowhere. The URL keeps its host name, so the
+    Host header, TLS SNI and certificate checks, and the connection pool all stay keyed by name."""
 
-    def __init__(self) -> None:
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
         pinned = _PINNED.get()
         if pinned is None or pinned[0] != host:
-            raise httpcore.ConnectError(f"{host} was not checked against the address policy")
-        failure: httpcore.ConnectError | None = None
-        for address in pinned[1]:
-            try:
-                stream = await self._backend.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-                return _KnownStream(stream)
-            except httpcore.ConnectError as exc:  # a timeout ends the attempt; a refusal tries the next
-                failure = exc
-        raise failure or httpcore.ConnectError(f"{host} has no address")
+            raise OSError(f"{host} was not checked against the address policy")
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in pinned[1]
+        ]
 
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-class _KnownStream(httpcore.AsyncNetworkStream):
-    """A connection whose socket facts are read once. httpcore asks every pooled connection, several times a
-    request, whether it is still usable, and anyio answers each question by building a table of the
-    socket's facts with a ``getpeername`` call: about 1 of the 4.4 ms of CPU a page's fetch took."""
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-        self._info: dict[str, Any] = {}
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        return _KnownStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # readable while idle: the server closed it, or sent what was not asked
-            sock = self.get_extra_info("socket")
-            if sock is None or sock.fileno() < 0:
-                return True
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        if info not in self._info:
-            self._info[info] = self._stream.get_extra_info(info)
-        return self._info[info]
-
-
-def _pinned_transport(connections: int) -> httpx.AsyncHTTPTransport:
-    """httpx's transport with its connection pool dialling through ``_PinnedBackend``. httpx (0.28) takes
-    no network backend, so its pool is replaced; an httpx that keeps the pool elsewhere fails loudly.
-
-    The pool holds at most ``connections`` (the fetcher never has more requests under way): httpcore looks
-    at every pooled connection for each request, so a pool larger than needed, filled with idle
-    connections to the many sites of a feed list, costs more time than it saves."""
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        raise RuntimeError("this httpx keeps no httpcore pool in ._pool: cannot pin checked addresses")
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=connections,
-        max_keepalive_connections=connections,
-        keepalive_expiry=5.0,
-        network_backend=_PinnedBackend(),
-    )
-    return transport
+    async def close(self) -> None:
+        pass
 
 
 #: a whole answer (headers and body) must arrive within this many times the network timeout
@@ -203,13 +155,7 @@ class Fetcher:
         self.config = config
         self.policy = AddressPolicy(config.allow_private)
         self._connect_timeout = min(config.timeout, 10.0)
-        self._client = httpx.AsyncClient(
-            transport=_pinned_transport(config.concurrency),
-            timeout=httpx.Timeout(config.timeout, connect=self._connect_timeout),
-            headers={"User-Agent": config.user_agent, "Accept-Encoding": "gzip, deflate"},
-            follow_redirects=False,
-            trust_env=False,  # proxies from the environment would connect around the pinned transport
-        )
+        self._session: aiohttp.ClientSession | None = None
         self._global = asyncio.Semaphore(config.concurrency)
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(config.per_host_concurrency)
@@ -218,10 +164,32 @@ class Fetcher:
         self._next_slot: dict[str, float] = {}
 
     async def __aenter__(self) -> Fetcher:
+        # the pool holds at most ``concurrency`` connections (never more requests are under way) and never
+        # resolves a name itself (see _PinnedResolver); bodies are inflated by ``_body``, under the cap
+        connector = aiohttp.TCPConnector(
+            limit=self.config.concurrency,
+            resolver=_PinnedResolver(),
+            use_dns_cache=False,
+            keepalive_timeout=5.0,
+            ssl=ssl.create_default_context(cafile=certifi.where()),
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip, deflate"},
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self._connect_timeout, sock_read=self.config.timeout
+            ),
+            auto_decompress=False,
+            trust_env=False,  # proxies from the environment would connect around the pinned addresses
+            max_line_size=_MAX_HEADER_LINE,
+            max_field_size=_MAX_HEADER_LINE,
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def fetch_feed(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -263,7 +231,7 @@ class Fetcher:
         while True:
             pinned = await self._check(url, current)
             response, body = await self._request(url, current, pinned, headers, wanted)
-            if response.status_code in _REDIRECTS and "location" in response.headers:
+            if response.status in _REDIRECTS and "location" in response.headers:
                 if len(redirects) >= self.config.max_redirects:
                     raise FetchError(
                         url, f"more than {self.config.max_redirects} redirects", kind="redirect_loop"
@@ -274,25 +242,25 @@ class Fetcher:
                 redirects.append(current)
                 continue
             break
-        if response.status_code == 304:
+        if response.status == 304:
             return NotModified(
                 url=url,
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
                 max_age=_max_age(response.headers),
             )
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise HTTPStatusError(
                 url,
-                response.status_code,
+                response.status,
                 _retry_after(response.headers.get("retry-after"), response.headers.get("date")),
             )
-        if response.status_code >= 300:
-            raise FetchError(url, f"HTTP {response.status_code} without a usable Location", kind="redirect")
+        if response.status >= 300:
+            raise FetchError(url, f"HTTP {response.status} without a usable Location", kind="redirect")
         return Fetched(
             url=url,
             final_url=current,
-            status=response.status_code,
+            status=response.status,
             content=body,
             content_type=response.headers.get("content-type"),
             etag=response.headers.get("etag"),
@@ -316,47 +284,60 @@ class Fetcher:
 
     async def _request(
         self, url: str, target: str, pinned: tuple[str, tuple[str, ...]], headers: dict[str, str], wanted: str
-    ) -> tuple[httpx.Response, bytes]:
+    ) -> tuple[Answer, bytes]:
         """GET ``target`` from its checked addresses; the body is read only for a 2xx answer."""
+        if self._session is None:
+            raise RuntimeError("use the Fetcher as `async with Fetcher(config) as fetcher`")
         lead = _redirected(url, target)
-        # httpx's timeouts are per read: a server dripping a byte a second would never trip them
+        # the read timeout is per read: a server dripping a byte a second would never trip it
         deadline = self.config.timeout * DEADLINE_FACTOR
         token = _PINNED.set(pinned)
         try:
             async with (
                 asyncio.timeout(deadline),
-                self._client.stream("GET", target, headers=headers) as response,
+                self._session.get(target, headers=headers, allow_redirects=False) as response,
             ):
-                if not 200 <= response.status_code < 300:
-                    return response, b""
-                content_type = response.headers.get("content-type", "")
-                media = content_type.split(";")[0].strip().lower()
+                log.debug("GET %s %d", target, response.status)
+                answer = Answer(response.status, response.headers)
+                if not 200 <= response.status < 300:
+                    return answer, b""
+                media = answer.headers.get("content-type", "").split(";")[0].strip().lower()
                 if media.startswith(_BINARY_TOP_LEVEL) or media in _BINARY_APPLICATION:
                     raise FetchError(url, f"{lead}Content-Type {media} is not {wanted}", kind="content_type")
-                return response, await self._body(url, lead, response)
-        except httpx.ConnectTimeout:
-            raise FetchError(url, f"{lead}timed out (ConnectTimeout)", kind="connect_timeout") from None
-        except httpx.TimeoutException as exc:
-            raise FetchError(url, f"{lead}timed out ({type(exc).__name__})", kind="timeout") from None
+                return answer, await self._body(url, lead, response)
+        except aiohttp.ConnectionTimeoutError:
+            raise FetchError(
+                url,
+                f"{lead}timed out: not connected within {self._connect_timeout:g} s",
+                kind="connect_timeout",
+            ) from None
+        except aiohttp.ServerTimeoutError:
+            raise FetchError(
+                url, f"{lead}timed out: no data for {self.config.timeout:g} s", kind="timeout"
+            ) from None
         except TimeoutError:
             raise FetchError(
                 url, f"{lead}timed out: no complete answer within {deadline:g} s", kind="timeout"
             ) from None
-        except httpx.ConnectError as exc:
-            kind, detail = _connect_failure(exc)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise FetchError(
+                url, f"{lead}cannot connect: TLS failed: {exc.certificate_error}", kind="tls"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            kind, detail = _connect_failure(exc.os_error)
             raise FetchError(url, f"{lead}cannot connect: {detail}", kind=kind) from None
-        except httpx.NetworkError as exc:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
             raise FetchError(
                 url, f"{lead}the connection broke: {exc or type(exc).__name__}", kind="network"
             ) from None
         except zlib.error as exc:
             raise FetchError(url, f"{lead}cannot decode the response: {exc}", kind="decode") from None
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             raise FetchError(url, f"{lead}{type(exc).__name__}: {exc}", kind="protocol") from None
         finally:
             _PINNED.reset(token)
 
-    async def _body(self, url: str, lead: str, response: httpx.Response) -> bytes:
+    async def _body(self, url: str, lead: str, response: aiohttp.ClientResponse) -> bytes:
         """The decoded body, stopped as soon as it is over the cap: a compressed body is inflated a piece at
         a time with a bound on each piece, so a gzip bomb never grows in memory beyond the cap."""
         cap = self.config.max_body_bytes
@@ -370,7 +351,7 @@ class Fetcher:
             raise FetchError(url, f"{lead}unsupported Content-Encoding {encoding!r}", kind="decode")
         inflater: zlib._Decompress | None = None
         body = bytearray()
-        async for raw in response.aiter_raw():
+        async for raw in response.content.iter_any():
             if encoding in ("identity", ""):
                 body += raw
             else:
@@ -397,16 +378,13 @@ def _inflater(encoding: str, first: bytes) -> zlib._Decompress:
     return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, recognised by zlib
 
 
-def _connect_failure(exc: BaseException) -> tuple[FetchErrorKind, str]:
+def _connect_failure(error: OSError) -> tuple[FetchErrorKind, str]:
     """The kind of a failed connection and what to say about it."""
-    innermost, cause = exc, exc.__cause__ or exc.__context__
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError):
-            return "refused", "connection refused"
-        if isinstance(cause, ssl.SSLError):
-            return "tls", f"TLS failed: {cause}"
-        innermost, cause = cause, cause.__cause__ or cause.__context__
-    return "connect", str(innermost) or "connection failed"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused", "connection refused"
+    if isinstance(error, ssl.SSLError):
+        return "tls", f"TLS failed: {error}"
+    return "connect", error.strerror or str(error) or "connection failed"
 
 
 def _retry_after(value: str | None, server_date: str | None) -> float | None:
@@ -424,7 +402,7 @@ def _retry_after(value: str | None, server_date: str | None) -> float | None:
         return None
 
 
-def _max_age(headers: httpx.Headers) -> float | None:
+def _max_age(headers: Mapping[str, str]) -> float | None:
     """How many seconds the answer stays fresh: Cache-Control's s-maxage or max-age, else Expires counted
     from the response's Date; None when it does not say (or says no-cache / no-store)."""
     directives = {

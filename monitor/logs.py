@@ -50,5 +50,5 @@ def configure_logging(verbosity: int, log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "trafilatura", "htmldate", "apscheduler", "charset_normalizer"):
+    for noisy in ("httpx", "aiohttp", "trafilatura", "htmldate", "apscheduler", "charset_normalizer"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbosity < 2 else logging.DEBUG)

@@ -5,7 +5,7 @@ Not a test module (pytest collects only test_*.py). Two ways to start it:
     python tests/chaos_daemon.py run      # one daemon; SIGTERM stops it
     python tests/chaos_daemon.py zygote   # imports everything once, then forks one daemon per request
 
-The zygote exists for the time budget only: importing monitor (SQLAlchemy, trafilatura, APScheduler, httpx)
+The zygote exists for the time budget only: importing monitor (SQLAlchemy, trafilatura, APScheduler, aiohttp)
 takes 1.5-2 s, which 20+ restarts could not afford. It reads ``spawn LOGFILE`` lines on stdin, forks a daemon
 with stdout and stderr sent to LOGFILE and answers ``spawned PID`` (``env KEY VALUE`` sets a variable for the
 daemons forked after it); it reaps its children and reports
@@ -17,8 +17,9 @@ The environment configures it: MONITOR_* as for `monitor run`, and the virtual c
 across restarts; CHAOS_TICK and CHAOS_DIGEST_CHECK are the daemon's periods in real seconds.
 
 Beside `monitor run`'s own logging (-v), the daemon logs what the chaos test needs to tell which stage a
-kill interrupted: every HTTP request (httpx at INFO), ``chaos: settle`` as an article's matching and storing
-begins, and ``chaos: smtp ...`` for each SMTP step (from the interpreter's audit events, not by patching).
+kill interrupted: every HTTP answer (monitor.fetch at DEBUG), ``chaos: settle`` as an article's matching and
+storing begins, and ``chaos: smtp ...`` for each SMTP step (from the interpreter's audit events, not by
+patching).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ SMTP_COMMANDS = frozenset(
 def run_daemon() -> int:
     """Build the daemon as `monitor -v run` does, on the virtual clock, and run it until SIGTERM."""
     configure_logging(1)
-    logging.getLogger("httpx").setLevel(logging.INFO)
+    logging.getLogger("monitor.fetch").setLevel(logging.DEBUG)
     sys.addaudithook(_smtp_audit)
     clock = virtual_clock()
     settings = load_settings()

@@ -522,7 +522,7 @@ def phase_of(line: str | None) -> str:
     logger, message = found["logger"], found["message"]
     if logger.startswith("alembic"):
         return "startup"
-    if logger == "httpx":
+    if logger == "monitor.fetch":
         return "polling" if FEED_PATH in message else "extraction"
     if message.startswith("chaos: smtp"):
         return "digest"
@@ -765,9 +765,9 @@ def _looks_like(kind: str, line: str) -> bool:
         return False
     logger, message = found["logger"], found["message"]
     if kind == "polling":  # an answer with content: parsing and recording it takes a while
-        return logger == "httpx" and FEED_PATH in message and " 200 " in message
+        return logger == "monitor.fetch" and FEED_PATH in message and message.endswith(" 200")
     if kind == "extraction":
-        return logger == "httpx" and FEED_PATH not in message
+        return logger == "monitor.fetch" and FEED_PATH not in message
     return message.startswith("chaos: settle")
 
 
@@ -1213,14 +1213,8 @@ def publish(report: dict[str, Any], problems: list[str]) -> None:
 def test_the_kill_classification_reads_the_daemon_log() -> None:
     line = "2026-01-02 03:04:05,678 INFO {}: {}"
     assert phase_of(None) == "startup"
-    assert (
-        phase_of(line.format("httpx", f'HTTP Request: GET http://127.0.0.1:1{FEED_PATH} "HTTP/1.1 200 OK"'))
-        == "polling"
-    )
-    assert (
-        phase_of(line.format("httpx", 'HTTP Request: GET http://127.0.0.1:1/world/a "HTTP/1.1 200 OK"'))
-        == "extraction"
-    )
+    assert phase_of(line.format("monitor.fetch", f"GET http://127.0.0.1:1{FEED_PATH} 200")) == "polling"
+    assert phase_of(line.format("monitor.fetch", "GET http://127.0.0.1:1/world/a 200")) == "extraction"
     assert phase_of(line.format("chaos", "chaos: settle url=http://x/")) == "matching"
     assert phase_of(line.format("monitor.pipeline", "hit url=http://x/ topic=1 score=0.5")) == "matching"
     assert phase_of(line.format("chaos", "chaos: smtp data")) == "digest"
