@@ -143,6 +143,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def thread_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Each live thread of this process: its role (its Python name without numbers: the event loop is
+    MainThread, settling runs in asyncio_N, the process pool's hand-off in its manager and feeder threads)
+    and its user + system CPU seconds so far."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    threads = {}
+    for tid in map(int, os.listdir("/proc/self/task")):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # it ended
+            continue
+        role = re.sub(r"\d+", "N", names.get(tid, "unnamed"))
+        threads[tid] = role, (int(fields[11]) + int(fields[12])) / _TICKS
+    return threads
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores, every process), from /proc/stat."""
     with open("/proc/stat", encoding="ascii") as stat:
@@ -170,6 +187,17 @@ class RssSampler(threading.Thread):
     def __init__(self, pids: list[int]) -> None:
         super().__init__(daemon=True)
         self.pids, self.peak_tree, self._done = pids, 0, threading.Event()
+        #: this process's threads as last sampled (the event loop's to_thread threads end with it)
+        self._threads_at_start = thread_cpu_seconds()
+        self.threads: dict[int, tuple[str, float]] = {}
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds this process's threads spent since the sampler was made, by role (a thread that
+        ended loses what it spent after its last sample, at most 0.1 s)."""
+        roles: dict[str, float] = {}
+        for tid, (role, seconds) in self.threads.items():
+            roles[role] = roles.get(role, 0.0) + seconds - self._threads_at_start.get(tid, (role, 0.0))[1]
+        return roles
 
     def run(self) -> None:
         while not self._done.wait(0.1):
@@ -178,6 +206,7 @@ class RssSampler(threading.Thread):
     def sample(self) -> None:
         total = status_kib(os.getpid(), "VmRSS") + sum(status_kib(p, "VmRSS") for p in self.pids)
         self.peak_tree = max(self.peak_tree, total)
+        self.threads.update(thread_cpu_seconds())
 
     def stop(self) -> None:
         self._done.set()
@@ -250,6 +279,8 @@ class Run:
     cpu_main: float
     cpu_workers: float
     cpu_server: float
+    #: this process's CPU seconds by thread role (see thread_cpu_seconds)
+    cpu_threads: dict[str, float]
     wait_main: float
     wait_workers: float
     others: float
@@ -309,6 +340,7 @@ def measure(
         cpu_main=cpu[os.getpid()],
         cpu_workers=sum(cpu[p] for p in pids),
         cpu_server=cpu[server],
+        cpu_threads={role: seconds for role, seconds in sampler.cpu_by_role().items() if seconds > 0},
         wait_main=waits[os.getpid()],
         wait_workers=sum(waits[p] for p in pids),
         others=others,
@@ -534,6 +566,10 @@ def main() -> None:
         "cpu_ms_per_article_workers": round(run.cpu_workers * per, 2),
         "cpu_ms_per_page_floor_workers": round(floor_ms, 2),
         "ratio_allowed_by_cpu_cost": round(floor_ms / pipeline_ms, 3),
+        "cpu_ms_per_article_main_by_thread": {
+            role: round(seconds * per, 2)
+            for role, seconds in sorted(run.cpu_threads.items(), key=lambda kv: -kv[1])
+        },
         "cpu_s_server": round(run.cpu_server, 2),
         "cpu_wait_s_main": round(run.wait_main, 2),
         "cpu_wait_s_workers": round(run.wait_workers, 2),
