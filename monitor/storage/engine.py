@@ -20,6 +20,9 @@ SQLITE_CACHE_BYTES = 64 * 2**20
 #: SQLite's memory in the whole process (a soft limit: past it, connections reuse their cache pages instead
 #: of growing). Without it each pooled connection (the daemon uses several threads) kept its own 64 MiB.
 SQLITE_MEMORY_BYTES = 32 * 2**20
+#: WAL pages written before a commit copies them into the database (SQLite's default is 1,000): the settle
+#: stage rewrites the same index pages in commit after commit, and each checkpoint copied them again
+SQLITE_CHECKPOINT_PAGES = 4_000
 
 
 def normalize_url(url: str) -> str:
@@ -51,6 +54,7 @@ def make_engine(url: str) -> sa.Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_BYTES // 1024}")
             cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_MEMORY_BYTES}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
             cursor.close()
 
         return engine
