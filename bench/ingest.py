@@ -12,10 +12,10 @@ names and phrases of these pages' texts, a Fetcher allowed onto loopback (per-ho
 default global and per-host concurrency), and ``extractor=monitor.extract.extraction_pool(N)``, N the number
 of cores: from the first feed request to the last article stored with its story and hits. The floor, on the
 same pages under the same URLs: ``monitor.extract.extract_page`` (trafilatura's ``bare_extraction`` with
-monitor's parameters) of every page in a fresh ``extraction_pool(N)``, one task a page, all submitted at
-once; measured just before and just after the pipeline (from a spawned child process, so this process never
-holds the pages), the mean of the two taken. Every pool is warmed (workers started, trafilatura imported)
-before timing.
+monitor's parameters) of every page in a fresh ``extraction_pool(N)``, one task a page, two a worker in
+flight (as the stream holds them); measured just before and just after the pipeline (from a spawned child
+process, so this process never holds the pages), the mean of the two taken. Every pool is warmed (workers
+started, trafilatura imported) before timing.
 
 Also printed: peak RSS of this process (the daemon's stand-in), of each extraction worker, and of both
 together (sampled every 0.1 s); CPU seconds per article of this process and of the workers, time they were
@@ -50,7 +50,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_network
@@ -67,11 +66,15 @@ from monitor.extract import extract_page, extraction_pool
 from monitor.fetch import Fetcher
 from monitor.metrics import REGISTRY
 from monitor.pipeline import Pipeline, RunReport
+from monitor.pool import ProcessPool
 from monitor.storage import ArticleBatch, Storage, make_engine, upgrade
 
 SERVER = Path(__file__).resolve().with_name("ingest_server.py")
 ARTICLES = 2_000
 QUICK_ARTICLES = 300
+#: pipeline runs, each measured against the floors just before and just after it: this machine's speed
+#: drifts by 10-20% within minutes, and the median of three rounds is steadier than one
+ROUNDS = 3
 PER_FEED = 50
 TOPICS = 100
 #: as ``monitor topic add`` sets by default
@@ -177,8 +180,8 @@ def cpu_wait_seconds(pid: int) -> float:
     return total / 1e9
 
 
-def workers(pool: ProcessPoolExecutor) -> list[int]:
-    return list(pool._processes)  # the pool keeps no public list of its processes
+def workers(pool: ProcessPool) -> list[int]:
+    return pool.pids
 
 
 class RssSampler(threading.Thread):
@@ -214,11 +217,22 @@ class RssSampler(threading.Thread):
         self.sample()
 
 
-def warm(pool: ProcessPoolExecutor, size: int, page: bytes) -> None:
-    """Start every worker and have it import trafilatura and extract once, as a running daemon's have."""
-    for future in [pool.submit(extract_page, page, url=f"http://warm.example/{i}") for i in range(4 * size)]:
-        future.result()
+def warm(pool: ProcessPool, size: int, page: bytes) -> None:
+    """Have every worker import trafilatura and extract once, as a running daemon's have."""
+    asyncio.run(extract_all(pool, size, [(f"http://warm.example/{i}", page) for i in range(4 * size)]))
     assert len(workers(pool)) == size, f"{len(workers(pool))} workers started, {size} wanted"
+
+
+async def extract_all(pool: ProcessPool, size: int, items: list[tuple[str, bytes]]) -> int:
+    """extract_page of every (url, page), two a worker at a time (as the stream holds them); how many gave
+    an article."""
+    slots = asyncio.Semaphore(2 * size)
+
+    async def one(url: str, page: bytes) -> bool:
+        async with slots:
+            return await pool.run(extract_page, page, url=url) is not None
+
+    return sum(await asyncio.gather(*(one(url, page) for url, page in items)))
 
 
 def stage_totals() -> dict[str, tuple[float, float]]:
@@ -292,7 +306,7 @@ class Run:
     profile: str | None
 
 
-async def ingest(storage: Storage, config: NetworkConfig, pool: Executor) -> tuple[RunReport, float]:
+async def ingest(storage: Storage, config: NetworkConfig, pool: ProcessPool) -> tuple[RunReport, float]:
     async with Fetcher(config) as fetcher:
         pipeline = Pipeline(storage, fetcher, extractor=pool)
         started = time.perf_counter()
@@ -367,8 +381,8 @@ class Floor:
 
 
 def floor(bases: list[str], articles: int, per_feed: int, size: int) -> tuple[float, int, float, float]:
-    """extract_page of every page, under its URL, in a fresh extraction_pool(size), one task a page, all
-    submitted at once: seconds, how many gave an article, the workers' CPU seconds, and how many cores
+    """extract_page of every page, under its URL, in a fresh extraction_pool(size), one task a page, two a
+    worker in flight: seconds, how many gave an article, the workers' CPU seconds, and how many cores
     other processes of the machine kept busy meanwhile."""
     pages = load_pages()
     items = [
@@ -380,8 +394,7 @@ def floor(bases: list[str], articles: int, per_feed: int, size: int) -> tuple[fl
         pids = [os.getpid(), *workers(pool)]
         before, machine_before = [cpu_seconds(p) for p in pids], machine_busy_seconds()
         started = time.perf_counter()
-        futures = [pool.submit(extract_page, body, url=url) for url, body in items]
-        extracted = sum(f.result() is not None for f in futures)
+        extracted = asyncio.run(extract_all(pool, size, items))
         seconds = time.perf_counter() - started
         used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
         others = (machine_busy_seconds() - machine_before - sum(used)) / seconds
@@ -427,6 +440,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601, help="for the topics")
     parser.add_argument("--database-url", help="run on this (empty) database instead of a SQLite file")
     parser.add_argument("--profile", action="store_true", help="cProfile the pipeline run (slows it)")
+    parser.add_argument(
+        "--rounds", type=int, help=f"pipeline runs, each between two floors (default {ROUNDS}; --quick 1)"
+    )
     args = parser.parse_args()
     if not (CORPUS / "aeb" / "html").is_dir():
         print(f"skipped: the shared corpus is not at {CORPUS} (it lives beside the repository)")
@@ -442,36 +458,52 @@ def main() -> None:
     load_before = os.getloadavg()[0]
 
     server, bases, feed_urls = start_server(articles, args.per_feed)
+    rounds = args.rounds or (1 if args.quick else ROUNDS)
+    runs: list[tuple[Run, int, dict[str, int]]] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="ingest-bench-") as workdir:
-            url = args.database_url or f"sqlite:///{Path(workdir) / 'ingest.db'}"
-            if args.database_url:
-                _reset(url)
-            engine = make_engine(url)
-            upgrade(engine)
-            storage = Storage(engine)
-            now = datetime.now(UTC)
-            feeds = [FeedConfig(name=f"site{i:03d}", url=u) for i, u in enumerate(feed_urls)]
-            storage.sync_feeds(feeds, now)
-            topics = add_topics(storage, TOPICS, args.seed, now)
-            print(
-                f"{articles:,} articles in {len(feed_urls)} RSS feeds of {args.per_feed} (each feed a "
-                f"loopback site), {TOPICS} topics (e.g. {' | '.join(topics[:3])}), {engine.dialect.name}; "
-                f"{size} extraction processes on {os.cpu_count()} cores; fetcher concurrency "
-                f"{network.concurrency}, {network.per_host_concurrency} per host, no per-host spacing; "
-                f"load average {load_before:.2f}"
-            )
-            floors = [measure_floor(bases, articles, args.per_feed, size)]
-            # the measured process holds no pages but those it fetches, as the daemon
-            run = measure(storage, network, size, warm_page, server.pid, args.profile)
+        floors = [measure_floor(bases, articles, args.per_feed, size)]
+        for round_ in range(rounds):
+            with tempfile.TemporaryDirectory(prefix="ingest-bench-") as workdir:
+                url = args.database_url or f"sqlite:///{Path(workdir) / 'ingest.db'}"
+                if args.database_url:
+                    _reset(url)
+                engine = make_engine(url)
+                upgrade(engine)
+                storage = Storage(engine)
+                now = datetime.now(UTC)
+                feeds = [FeedConfig(name=f"site{i:03d}", url=u) for i, u in enumerate(feed_urls)]
+                storage.sync_feeds(feeds, now)
+                topics = add_topics(storage, TOPICS, args.seed, now)
+                if round_ == 0:
+                    print(
+                        f"{articles:,} articles in {len(feed_urls)} RSS feeds of {args.per_feed} (each feed "
+                        f"a loopback site), {TOPICS} topics (e.g. {' | '.join(topics[:3])}), "
+                        f"{engine.dialect.name}; {size} extraction processes on {os.cpu_count()} cores; "
+                        f"fetcher concurrency {network.concurrency}, {network.per_host_concurrency} per "
+                        f"host, no per-host spacing; load average {load_before:.2f}; {rounds} round(s)"
+                    )
+                # the measured process holds no pages but those it fetches, as the daemon
+                run = measure(storage, network, size, warm_page, server.pid, args.profile)
+                runs.append((run, sum(storage.topic_hit_counts().values()), storage.article_count()))
+                engine.dispose()
             floors.append(measure_floor(bases, articles, args.per_feed, size))
-            stored_hits = sum(storage.topic_hit_counts().values())
-            states = storage.article_count()
-            engine.dispose()
-
     finally:
         server.communicate("")  # closing its standard input stops it
 
+    # each round's pipeline against the floors just before and just after it; the median round is shown
+    round_ratios = [
+        r.report.articles / r.seconds / ((articles / before.seconds + articles / after.seconds) / 2)
+        for (r, _, _), before, after in zip(runs, floors, floors[1:], strict=False)
+    ]
+    median = sorted(range(rounds), key=lambda i: round_ratios[i])[(rounds - 1) // 2]
+    run, stored_hits, states = runs[median]
+    floors = floors[median : median + 2]
+    if rounds > 1:
+        print(
+            "\nrounds (pipeline against the floors just before and after it): "
+            + ", ".join(f"{r:.3f}" for r in round_ratios)
+            + f"; the median round, {median + 1}, in detail:"
+        )
     report, seconds = run.report, run.seconds
     floor_rates = [articles / f.seconds for f in floors]
     rate, floor_rate = report.articles / seconds, sum(floor_rates) / len(floor_rates)
@@ -554,6 +586,7 @@ def main() -> None:
         "floor_articles_per_s": round(floor_rate, 1),
         "floor_articles_per_s_before_after": [round(r, 1) for r in floor_rates],
         "ratio": round(ratio, 3),
+        "round_ratios": [round(r, 3) for r in round_ratios],
         "target_at_least_0_8_of_floor": ratio >= TARGET_RATIO,
         "machine_quiet": quiet,
         "peak_rss_mb_main": _mb(run.peak_main),

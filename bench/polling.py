@@ -32,7 +32,6 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from monitor.config import FeedConfig, NetworkConfig
 from monitor.extract import extraction_pool
 from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline
+from monitor.pool import ProcessPool
 from monitor.storage import Storage, make_engine, upgrade
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +71,7 @@ def fresh_storage(database_url: str | None, workdir: Path) -> Storage:
 
 
 async def poll_cycle(
-    storage: Storage, network: NetworkConfig, pool: Executor
+    storage: Storage, network: NetworkConfig, pool: ProcessPool
 ) -> tuple[float, float, Counter[str]]:
     """One poll of every feed by monitor's poll stage, parsing in ``pool`` as the daemon does: (wall seconds,
     CPU seconds of this process, outcomes by status)."""

@@ -8,7 +8,6 @@ import re
 import sys
 import webbrowser
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
@@ -49,6 +48,7 @@ from monitor.extract import extract_page, extraction_pool
 from monitor.fetch import Fetcher
 from monitor.http import parse_address
 from monitor.pipeline import Pipeline, RunReport
+from monitor.pool import ProcessPool
 from monitor.scheduler import DEFAULT_TICK_SECONDS, Daemon
 from monitor.status import collect_status
 from monitor.storage import (
@@ -206,7 +206,7 @@ def run(
     address = parse_address(http) if http else None
     _sync(config, storage)
 
-    async def main(extractor: Executor) -> None:
+    async def main(extractor: ProcessPool) -> None:
         async with Fetcher(config.network) as fetcher:
             pipeline = Pipeline(storage, fetcher, extractor=extractor)
             await Daemon(pipeline, storage, config, state.settings, tick_seconds=tick, http=address).run()
@@ -330,7 +330,7 @@ def poll(
     if feed is not None and config.feed(feed) is None:
         raise NotFoundError("feed", feed)
 
-    async def main(extractor: Executor) -> RunReport:
+    async def main(extractor: ProcessPool) -> RunReport:
         async with Fetcher(config.network) as fetcher:
             pipeline = Pipeline(storage, fetcher, extractor=extractor)
             return await pipeline.run_once(feed=feed, all_feeds=True, progress=progress)

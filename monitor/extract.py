@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
-from multiprocessing import get_context
 
+from monitor.pool import ProcessPool
 from monitor.types import ExtractedArticle, FeedEntry
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,7 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def extraction_pool(workers: int | None = None) -> ProcessPoolExecutor:
+def extraction_pool(workers: int | None = None) -> ProcessPool:
     """Processes to extract pages in, one per core by default: trafilatura is pure-Python CPU work that
-    threads cannot spread over cores. A page's bytes go in, a small ExtractedArticle comes out. Spawned,
-    not forked, so no worker inherits the daemon's threads, sockets or database connections."""
-    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=get_context("spawn"))
+    threads cannot spread over cores. A page's bytes go in, a small ExtractedArticle comes out."""
+    return ProcessPool(workers or os.cpu_count() or 1)

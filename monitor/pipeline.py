@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import random
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from hashlib import sha256
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from monitor import dedup
 from monitor.chrome import chrome_keys, line_keys, strip_lines
@@ -41,6 +39,7 @@ from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
 from monitor.match import TopicMatcher, matcher_signature
 from monitor.metrics import ARTICLES_PROCESSED, FEED_ERRORS, FEED_POLLS, HITS, STAGE_SECONDS
+from monitor.pool import ProcessPool
 from monitor.storage import (
     ArticleBatch,
     FeedFailed,
@@ -172,7 +171,12 @@ class Pipeline:
     """Runs the stream: polls feeds, and moves discovered articles through the article stages."""
 
     def __init__(
-        self, storage: Storage, fetcher: Fetcher, *, clock: Clock = utc_now, extractor: Executor | None = None
+        self,
+        storage: Storage,
+        fetcher: Fetcher,
+        *,
+        clock: Clock = utc_now,
+        extractor: ProcessPool | None = None,
     ) -> None:
         """``extractor``: where pages are extracted and feeds parsed (see monitor.extract.extraction_pool);
         by default a thread, which is enough for a handful of feeds and articles but uses one core."""
@@ -329,11 +333,8 @@ class Pipeline:
                 await self._record_poll(FeedNotModified(feed.id, now, next_poll, interval))
                 log.info("feed not modified", extra={"feed": feed.name, "status": 304})
                 return PollOutcome(feed.name, "not_modified")
-            parsed, articles = await asyncio.get_running_loop().run_in_executor(
-                self.extractor,
-                functools.partial(
-                    parse_entries, result.content, url=result.final_url, content_type=result.content_type
-                ),
+            parsed, articles = await self._in_pool(
+                parse_entries, result.content, url=result.final_url, content_type=result.content_type
             )
         except (FetchError, FeedParseError) as exc:
             return await self._feed_failed(feed, exc, now)
@@ -358,6 +359,12 @@ class Pipeline:
         log.info("feed polled", extra={"feed": feed.name, "status": result.status, "new": new})
         return PollOutcome(feed.name, "updated", new_entries=new, warning=parsed.warning)
 
+    async def _in_pool(self, function: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """CPU work, in the extraction pool (without one, in a thread)."""
+        if self.extractor is None:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        return await self.extractor.run(function, *args, **kwargs)
+
     async def extract(self, item: ArticleToProcess, slots: asyncio.Semaphore) -> Extracted:
         """The article's page, fetched and extracted (holding one of ``slots`` while in the pool); or its
         feed text, with why the page could not be used. A checkpointed extraction is used as it is."""
@@ -373,9 +380,7 @@ class Pipeline:
             return Extracted(item, from_feed_entry(item.entry), str(exc))
         async with slots:
             with STAGE_SECONDS.labels("extract").time():
-                done = await asyncio.get_running_loop().run_in_executor(
-                    self.extractor, functools.partial(extract_and_key, page.content, url=page.final_url)
-                )
+                done = await self._in_pool(extract_and_key, page.content, url=page.final_url)
         if done is None:
             return Extracted(item, from_feed_entry(item.entry), "page has no usable article body")
         extracted, keys = done
