@@ -15,7 +15,8 @@ message shown to the user or stored on a feed is enough to act on::
     ├── QueryError                     a topic query is malformed (column, what was expected)
     ├── NotFoundError                  a named topic, feed or subscription does not exist
     ├── AlreadyExistsError             a named topic already exists
-    └── DeliveryError                  a digest or alert could not be delivered (subscription, channel)
+    ├── DeliveryError                  a digest or alert could not be delivered (subscription, channel)
+    └── WorkerDiedError                an extraction worker process died holding the task
 
 ``FetchError.kind`` and ``FeedParseError.kind`` say what went wrong in a word, for backoff and metrics
 (see ``FetchErrorKind`` and ``FeedParseErrorKind``); the message says it in a sentence.
@@ -184,3 +185,7 @@ class DeliveryError(MonitorError):
     def __init__(self, subscription: str, reason: str, *, retry_after: float | None = None) -> None:
         self.subscription, self.reason, self.retry_after = subscription, reason, retry_after
         super().__init__(f"subscription {subscription!r}: delivery failed: {reason}")
+
+
+class WorkerDiedError(MonitorError):
+    """The worker process running a task (a page's extraction, a feed's parse) exited before answering."""

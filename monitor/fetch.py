@@ -180,6 +180,7 @@ class Fetcher:
                 total=None, sock_connect=self._connect_timeout, sock_read=self.config.timeout
             ),
             auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # feeds and articles need none; a jar would grow forever
             trust_env=False,  # proxies from the environment would connect around the pinned addresses
             max_line_size=_MAX_HEADER_LINE,
             max_field_size=_MAX_HEADER_LINE,

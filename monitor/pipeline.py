@@ -33,7 +33,14 @@ from typing import Any, Generic, TypeVar
 
 from monitor import dedup
 from monitor.chrome import chrome_keys, line_keys, strip_lines
-from monitor.errors import FeedParseError, FetchError, HTTPStatusError, MonitorError, StorageError
+from monitor.errors import (
+    FeedParseError,
+    FetchError,
+    HTTPStatusError,
+    MonitorError,
+    StorageError,
+    WorkerDiedError,
+)
 from monitor.extract import extract_page, from_feed_entry
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
@@ -336,7 +343,7 @@ class Pipeline:
             parsed, articles = await self._in_pool(
                 parse_entries, result.content, url=result.final_url, content_type=result.content_type
             )
-        except (FetchError, FeedParseError) as exc:
+        except (FetchError, FeedParseError, WorkerDiedError) as exc:
             return await self._feed_failed(feed, exc, now)
         interval = polling_interval(feed, [e.published for e in parsed.entries], now)
         new = await self._record_poll(

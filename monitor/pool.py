@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-from monitor.errors import MonitorError
+from monitor.errors import WorkerDiedError
 
 T = TypeVar("T")
 
@@ -35,10 +35,6 @@ _HEADER = struct.Struct("!i")
 PIPE_BYTES = 1 << 20
 #: how long a worker has to exit once its task pipe is closed, before it is killed
 STOP_SECONDS = 5.0
-
-
-class WorkerDiedError(MonitorError):
-    """The worker process running a task exited before answering it."""
 
 
 def _serve(tasks: Connection, results: Connection) -> None:

@@ -23,6 +23,7 @@ EXAMPLES = [
     errors.NotFoundError("topic", "xi-putin"),
     errors.AlreadyExistsError("topic", "xi-putin"),
     errors.DeliveryError("morning", "SMTP smtp.example.org:587: connection refused"),
+    errors.WorkerDiedError("extraction worker 4242 died (exit code -9)"),
 ]
 
 

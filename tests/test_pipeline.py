@@ -2,7 +2,9 @@
 
 import asyncio
 import itertools
+import os
 import re
+import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -402,6 +404,27 @@ def test_pages_extracted_in_a_process_pool_give_the_same_articles(storage, site,
         return {a.url: (a.title, a.text) for a in db.archived_by_id(list(range(1, 100)))}
 
     assert len(texts(pooled)) == 22 and texts(pooled) == texts(storage)
+
+
+def test_a_worker_that_died_fails_one_poll_and_the_next_poll_goes_on(storage, site):
+    """A worker killed (the OOM killer, a crash in a C extension) fails the feed parse it would have run,
+    recorded on the feed like any failure; it is replaced, and the next poll is stored in full."""
+    serve_kremlin(site)
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], clock.now)
+
+    async def poll(pool):
+        async with Fetcher(LOOPBACK) as fetcher:
+            return await Pipeline(storage, fetcher, clock=clock, extractor=pool).run_once(all_feeds=True)
+
+    with extraction_pool(1) as pool:
+        [killed] = pool.pids
+        os.kill(killed, signal.SIGKILL)
+        first = asyncio.run(poll(pool))
+        [status] = storage.feed_statuses()
+        assert first.articles == 0 and f"extraction worker {killed} died" in (status.last_error or "")
+        second = asyncio.run(poll(pool))
+        assert second.articles == 22 and pool.pids != [killed]
 
 
 def test_articles_extracted_close_together_are_settled_in_one_transaction(storage, site, monkeypatch):

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from monitor.errors import FeedParseError
-from monitor.pool import ProcessPool, WorkerDiedError
+from monitor.errors import FeedParseError, WorkerDiedError
+from monitor.pool import ProcessPool
 
 
 def echo(value: bytes, *, times: int = 1) -> bytes:
