@@ -28,7 +28,7 @@ def pid() -> int:
 
 
 def test_results_and_errors_come_back_in_any_order():
-    big = os.urandom(300_000)  # more than a pipe holds at once, both ways
+    big = os.urandom(1_500_000)  # more than a pipe holds at once (1 MiB), both ways
 
     async def go():
         with ProcessPool(2) as pool:
