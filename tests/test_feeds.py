@@ -65,6 +65,18 @@ def test_entry_text_is_plain_text_without_scripts():
     assert html_to_text("<p>One</p><p>Two<script>x()</script></p>") == "One\n\nTwo"
 
 
+def test_titles_given_as_html_are_text_and_scripts_leave_no_text():
+    escaped = parse("feedparser", "wellformed", "atom10", "entry_title_escaped_markup.xml")
+    assert escaped.entries[0].title == "Example Atom"
+    xhtml = parse("feedparser", "wellformed", "base", "malformed_base.xml")
+    assert xhtml.entries[0].title == "Example test"
+    atom = b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title type="text">The &lt;blink&gt; tag'
+    plain = parse_feed(atom + b"</title></entry></feed>", url="https://example.org/feed.xml")
+    assert plain.entries[0].title == "The <blink> tag"  # a plain-text title keeps its brackets
+    crazy = parse("feedparser", "wellformed", "sanitize", "item_description_crazy.xml").entries[0]
+    assert "Javascript Execute" in crazy.summary and "executeMe" not in crazy.summary + crazy.title
+
+
 def ingest(url):
     """Fetch a feed URL and parse what comes back, as the poll stage does."""
 
