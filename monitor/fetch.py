@@ -14,19 +14,20 @@ import logging
 import socket
 import ssl
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import cast
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import aiohttp.abc
 import certifi
 import yarl
+from isal import isal_zlib
 
 from monitor.config import Network, NetworkConfig
 from monitor.errors import (
@@ -331,7 +332,7 @@ class Fetcher:
             raise FetchError(
                 url, f"{lead}the connection broke: {exc or type(exc).__name__}", kind="network"
             ) from None
-        except zlib.error as exc:
+        except _INFLATE_ERROR as exc:
             raise FetchError(url, f"{lead}cannot decode the response: {exc}", kind="decode") from None
         except (aiohttp.ClientError, ValueError) as exc:
             raise FetchError(url, f"{lead}{type(exc).__name__}: {exc}", kind="protocol") from None
@@ -350,33 +351,43 @@ class Fetcher:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
             raise FetchError(url, f"{lead}unsupported Content-Encoding {encoding!r}", kind="decode")
-        inflater: zlib._Decompress | None = None
-        body = bytearray()
+        inflater: isal_zlib.Decompress | None = None
+        pieces: list[bytes] = []
+        size = 0
         async for raw in response.content.iter_any():
             if encoding in ("identity", ""):
-                body += raw
+                pieces.append(raw)
             else:
                 inflater = inflater or _inflater(encoding, raw)
-                body += inflater.decompress(raw, cap + 1 - len(body))
-                while inflater.unconsumed_tail and len(body) <= cap:
-                    body += inflater.decompress(inflater.unconsumed_tail, cap + 1 - len(body))
-            if len(body) > cap:
+                pieces.append(inflater.decompress(raw, cap + 1 - size))
+                while inflater.unconsumed_tail and size + len(pieces[-1]) <= cap:
+                    size += len(pieces[-1])
+                    pieces.append(inflater.decompress(inflater.unconsumed_tail, cap + 1 - size))
+            size += len(pieces[-1])
+            if size > cap:
                 raise ResponseTooLargeError(url, f"{lead}body is over the {cap}-byte cap")
         if inflater is not None:
-            body += inflater.flush()
-            if len(body) > cap:
+            pieces.append(inflater.flush())
+            if size + len(pieces[-1]) > cap:
                 raise ResponseTooLargeError(url, f"{lead}body is over the {cap}-byte cap")
-        return bytes(body)
+        return b"".join(pieces)
 
 
-def _inflater(encoding: str, first: bytes) -> zlib._Decompress:
+#: what ISA-L raises on a corrupt stream (its type stub declares it as an instance)
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
+
+
+def _inflater(encoding: str, first: bytes) -> isal_zlib.Decompress:
     """A decompressor for a gzip or deflate body; "deflate" is zlib-wrapped by the standard but sent raw by
-    some servers, which the first bytes tell apart (a zlib header is method 8 and a multiple of 31)."""
+    some servers, which the first bytes tell apart (a zlib header is method 8 and a multiple of 31).
+
+    ISA-L's inflate (python-isal, zlib's interface) takes 0.13 ms for a typical 150 KB news page where zlib
+    takes 0.31 ms: half of what fetching a page costs the daemon (see docs/design.md)."""
     if encoding == "deflate" and not (
         len(first) >= 2 and first[0] & 0x0F == 8 and int.from_bytes(first[:2], "big") % 31 == 0
     ):
-        return zlib.decompressobj(-zlib.MAX_WBITS)
-    return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, recognised by zlib
+        return isal_zlib.decompressobj(-isal_zlib.MAX_WBITS)
+    return isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 32)  # a gzip or zlib header, recognised by ISA-L
 
 
 def _connect_failure(error: OSError) -> tuple[FetchErrorKind, str]:
