@@ -117,9 +117,11 @@ def minhash(hashes: np.ndarray) -> np.ndarray:
     41 MB of the daemon's memory for two lines of arithmetic, and because a library changing its default
     scheme would silently make new signatures incomparable with stored ones."""
     a, b = _permutations()
-    mixed = _fmix32(hashes.astype(np.uint32)).reshape(-1, 1)
+    mixed = _fmix32(hashes.astype(np.uint32))
     with np.errstate(over="ignore"):
-        signature: np.ndarray = (mixed * a + b).min(axis=0)
+        images = np.multiply.outer(a, mixed)  # a map per row, so each minimum is over contiguous memory
+        images += b[:, None]
+    signature: np.ndarray = images.min(axis=1)
     return signature
 
 

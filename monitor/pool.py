@@ -40,9 +40,10 @@ STOP_SECONDS = 5.0
 def _serve(tasks: Connection, results: Connection) -> None:
     """A worker: run each task it is sent, answer with (id, True, result) or (id, False, exception), until
     its task pipe closes."""
+    fd, header, buffer = tasks.fileno(), bytearray(_HEADER.size), bytearray(PIPE_BYTES)
     while True:
         try:
-            task, function, args, kwargs = pickle.loads(tasks.recv_bytes())
+            task, function, args, kwargs = pickle.loads(_read_frame(fd, header, buffer))
         except EOFError:
             return
         try:
@@ -53,6 +54,25 @@ def _serve(tasks: Connection, results: Connection) -> None:
             except Exception:
                 answer = pickle.dumps((task, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
         results.send_bytes(answer)
+
+
+def _read_frame(fd: int, header: bytearray, buffer: bytearray) -> memoryview:
+    """The next frame from a blocking pipe, read into ``buffer`` (grown for a larger frame): os.read would
+    allocate, and for a page-sized frame map and unmap, a new buffer each time."""
+    (size,) = _HEADER.unpack(_read_exactly(fd, memoryview(header)))
+    if size > len(buffer):
+        buffer.extend(bytes(size - len(buffer)))
+    return _read_exactly(fd, memoryview(buffer)[:size])
+
+
+def _read_exactly(fd: int, view: memoryview) -> memoryview:
+    done = 0
+    while done < len(view):
+        n = os.readv(fd, [view[done:]])
+        if n == 0:
+            raise EOFError
+        done += n
+    return view
 
 
 class _Worker:
@@ -80,6 +100,7 @@ class _Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox = bytearray()  # tasks not yet taken by the pipe
         self._inbox = bytearray()  # the start of an answer not complete yet
+        self._read_buffer = memoryview(bytearray(PIPE_BYTES))
 
     def attached_to(self, loop: asyncio.AbstractEventLoop) -> bool:
         return self._loop is loop
@@ -102,10 +123,23 @@ class _Worker:
 
     def send(self, task: int, payload: bytes, future: asyncio.Future[Any]) -> None:
         self.pending[task] = future
-        waiting = bool(self._outbox)
-        self._outbox += _HEADER.pack(len(payload))
-        self._outbox += payload
-        if not waiting:
+        header = _HEADER.pack(len(payload))
+        if self._outbox:  # the pipe is full: queue behind what waits
+            self._outbox += header
+            self._outbox += payload
+            return
+        try:  # straight into the pipe; only what it did not take is copied to the outbox
+            written = os.writev(self._task_fd, (header, payload))
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the worker is gone; its answer pipe says so too
+            return
+        if written < len(header):
+            self._outbox += header[written:]
+            self._outbox += payload
+        else:
+            self._outbox += memoryview(payload)[written - len(header) :]
+        if self._outbox:
             self._write()
 
     def _write(self) -> None:
@@ -122,15 +156,15 @@ class _Worker:
 
     def _read(self) -> None:
         try:
-            data = os.read(self._answer_fd, 1 << 18)
+            got = os.readv(self._answer_fd, [self._read_buffer])
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
+            got = 0
+        if not got:
             self._lost()
             return
-        self._inbox += data
+        self._inbox += self._read_buffer[:got]
         while len(self._inbox) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._inbox)
             if len(self._inbox) < _HEADER.size + size:
