@@ -19,9 +19,11 @@ from sqlmodel import Session, col, select
 from monitor.config import DEFAULT_POLL_INTERVAL, FeedConfig, SubscriptionConfig
 from monitor.errors import AlreadyExistsError, NotFoundError, QueryError, StorageError
 from monitor.storage.articles import (
+    ARTICLES,
     DISCOVERED,
     EXTRACTED,
     FAILED,
+    FEEDS,
     MATCHED,
     ArchivedArticle,
     ArticleBatch,
@@ -51,6 +53,24 @@ from monitor.types import ArticleToProcess, Clock, ExtractedArticle, FeedEntry, 
 PRUNED = "pruned"
 UNFINISHED = (DISCOVERED, EXTRACTED, FAILED)
 MAX_ARTICLE_ATTEMPTS = 5
+#: what ``articles_to_process`` reads of an article
+_TO_PROCESS_COLUMNS = (
+    "id",
+    "url",
+    "page_url",
+    "attempts",
+    "state",
+    "last_error",
+    "title",
+    "feed_summary",
+    "author",
+    "published_at",
+    "text",
+    "text_source",
+    "site_name",
+    "language",
+    "page_published_at",
+)
 #: how many of the oldest due articles take turns by site (see ``Storage.articles_to_process``)
 TURN_WINDOW = 2000
 #: digest states: stored with its message and being sent (or retried), sent, or empty (nothing to send)
@@ -468,19 +488,20 @@ class Storage:
         )
         turn = sa.func.row_number().over(partition_by=oldest.c.site, order_by=oldest.c.id)
         turns = select(oldest.c.id, turn.label("turn")).subquery()
-        query = (
-            select(Article, Feed.name)
-            .join(turns, turns.c.id == Article.id)
-            .join(Feed, col(Feed.id) == Article.feed_id)
-            .order_by(turns.c.turn, col(Article.id))
+        a = ARTICLES.c
+        query = (  # columns, not Article objects: building those cost more than the query
+            sa.select(*(a[name] for name in _TO_PROCESS_COLUMNS), FEEDS.c.name.label("feed_name"))
+            .join(turns, turns.c.id == a.id)
+            .join(FEEDS, FEEDS.c.id == a.feed_id)
+            .order_by(turns.c.turn, a.id)
             .limit(limit)
         )
-        with self._session() as session:
-            rows = session.exec(query).all()
-        return [self._to_process(a, feed_name) for a, feed_name in rows]
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [self._to_process(row) for row in rows]
 
     @staticmethod
-    def _to_process(a: Article, feed_name: str) -> ArticleToProcess:
+    def _to_process(a: Any) -> ArticleToProcess:  # a row of _TO_PROCESS_COLUMNS and the feed_name
         extracted = None
         if a.text is not None:
             extracted = ExtractedArticle(
@@ -496,7 +517,7 @@ class Storage:
             id=a.id or 0,
             url=a.url,
             page_url=a.page_url,
-            feed_name=feed_name,
+            feed_name=a.feed_name,
             attempts=a.attempts,
             entry=FeedEntry(
                 key=a.url,
