@@ -703,7 +703,8 @@ class ArticleStream:
                 if wait <= 0:
                     break
                 try:
-                    more = await asyncio.wait_for(self._to_settle.get(), wait)
+                    async with asyncio.timeout(wait):  # no task of its own, unlike wait_for
+                        more = await self._to_settle.get()
                 except TimeoutError:
                     break
             else:
