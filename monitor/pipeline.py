@@ -596,7 +596,8 @@ class ArticleStream:
         self.pipeline, self.report, self.progress, self.feed_id = pipeline, report, progress, feed_id
         self._to_extract: asyncio.Queue[ArticleToProcess | None] = asyncio.Queue(maxsize=FETCHERS)
         self._to_settle: asyncio.Queue[Extracted | None] = asyncio.Queue(maxsize=SETTLE_QUEUE)
-        workers = getattr(pipeline.extractor, "_max_workers", None) or 1
+        workers = pipeline.extractor.size if pipeline.extractor is not None else 1
+        #: pages in the pool at once: each worker has its next page waiting while it extracts one
         self._extracting = asyncio.Semaphore(EXTRACTING_PER_WORKER * workers)
         #: articles taken from the database and not settled yet
         self._in_hand: set[int] = set()

@@ -427,6 +427,36 @@ def test_a_worker_that_died_fails_one_poll_and_the_next_poll_goes_on(storage, si
         assert second.articles == 22 and pool.pids != [killed]
 
 
+def test_each_worker_has_its_next_page_waiting_while_it_extracts_one(storage, site):
+    """With a pool of two, four pages are in the pool at once: a worker that finishes a page starts the
+    next without waiting for the event loop to hand it over."""
+    serve_kremlin(site)
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], clock.now)
+    in_pool, peak = 0, 0
+
+    with extraction_pool(2) as pool:
+        run_in_pool = pool.run
+
+        async def counted(function, *args, **kwargs):
+            nonlocal in_pool, peak
+            in_pool += 1
+            peak = max(peak, in_pool)
+            try:
+                return await run_in_pool(function, *args, **kwargs)
+            finally:
+                in_pool -= 1
+
+        pool.run = counted
+
+        async def poll():
+            async with Fetcher(LOOPBACK) as fetcher:
+                return await Pipeline(storage, fetcher, clock=clock, extractor=pool).run_once(all_feeds=True)
+
+        assert asyncio.run(poll()).articles == 22
+    assert peak == pipeline_module.EXTRACTING_PER_WORKER * 2
+
+
 def test_articles_extracted_close_together_are_settled_in_one_transaction(storage, site, monkeypatch):
     serve_kremlin(site)
     storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], Clock().now)
