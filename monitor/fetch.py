@@ -357,13 +357,14 @@ class Fetcher:
         async for raw in response.content.iter_any():
             if encoding in ("identity", ""):
                 pieces.append(raw)
+                size += len(raw)
             else:
                 inflater = inflater or _inflater(encoding, raw)
-                pieces.append(inflater.decompress(raw, cap + 1 - size))
-                while inflater.unconsumed_tail and size + len(pieces[-1]) <= cap:
+                data = raw
+                while data and size <= cap:  # at most one byte past the cap is ever inflated
+                    pieces.append(inflater.decompress(data, cap + 1 - size))
                     size += len(pieces[-1])
-                    pieces.append(inflater.decompress(inflater.unconsumed_tail, cap + 1 - size))
-            size += len(pieces[-1])
+                    data = inflater.unconsumed_tail
             if size > cap:
                 raise ResponseTooLargeError(url, f"{lead}body is over the {cap}-byte cap")
         if inflater is not None:
