@@ -21,8 +21,9 @@ SQLITE_CACHE_BYTES = 64 * 2**20
 #: of growing). Without it each pooled connection (the daemon uses several threads) kept its own 64 MiB.
 SQLITE_MEMORY_BYTES = 32 * 2**20
 #: WAL pages written before a commit copies them into the database (SQLite's default is 1,000): the settle
-#: stage rewrites the same index pages in commit after commit, and each checkpoint copied them again
-SQLITE_CHECKPOINT_PAGES = 4_000
+#: stage rewrites the same index pages in commit after commit, and each checkpoint copied them again (the
+#: WAL file grows to about 64 MiB between checkpoints)
+SQLITE_CHECKPOINT_PAGES = 16_000
 
 
 def normalize_url(url: str) -> str:
