@@ -472,6 +472,30 @@ def test_articles_extracted_close_together_are_settled_in_one_transaction(storag
     assert sum(sizes) == 22 and len(sizes) < 22  # each waited SETTLE_LINGER for company
 
 
+def test_the_last_articles_in_hand_are_settled_without_waiting_for_company(storage, site, monkeypatch):
+    """In the daemon's open stream the settle stage waits for company only while other articles are on
+    their way: once the articles of a poll are all extracted, their hits are stored at once."""
+    serve_kremlin(site)
+    clock = Clock()
+    storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], clock.now)
+    monkeypatch.setattr(pipeline_module, "SETTLE_LINGER", 600.0)
+
+    async def poll_in_open_stream() -> int:
+        async with Fetcher(LOOPBACK) as fetcher:
+            pipeline = Pipeline(storage, fetcher, clock=clock)
+            report = pipeline_module.RunReport()
+            async with pipeline.streaming(report) as stream:
+                await pipeline.poll_feeds(storage.all_feeds_for_poll(), stream=stream)
+                async with asyncio.timeout(60):  # SETTLE_LINGER would hold the last batch for 600 s
+                    while report.articles < 22:
+                        await asyncio.sleep(0.05)
+                settled = report.articles
+                stream.close()
+            return settled
+
+    assert asyncio.run(poll_in_open_stream()) == 22
+
+
 def test_group_commit_writes_together_and_a_bad_item_fails_alone():
     calls: list[list[str]] = []
 
