@@ -15,11 +15,6 @@ from monitor.types import ExtractedArticle, TopicMatch
 log = logging.getLogger(__name__)
 
 
-def matcher_signature(topics: Sequence[TopicSpec], aliases: Mapping[str, str]) -> tuple[object, ...]:
-    """Changes whenever a topic or an alias does, so a cached matcher knows to rebuild."""
-    return (tuple(topics), tuple(sorted(aliases.items())))
-
-
 class TopicMatcher:
     """The topics, compiled once (with the aliases) into one index, matched against many articles."""
 
@@ -34,7 +29,6 @@ class TopicMatcher:
                 log.error("topic query no longer parses: %s", exc, extra={"topic": topic.name})
                 continue
             self.topics[topic.id] = topic
-        self.signature = matcher_signature(topics, aliases)
 
     def match(self, article: ExtractedArticle, *, url: str, feed: str | None = None) -> list[TopicMatch]:
         """The topics this article matches at or above their minimum score, within their filters."""

@@ -44,7 +44,7 @@ from monitor.errors import (
 from monitor.extract import extract_page, from_feed_entry
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher
-from monitor.match import TopicMatcher, matcher_signature
+from monitor.match import TopicMatcher
 from monitor.metrics import ARTICLES_PROCESSED, FEED_ERRORS, FEED_POLLS, HITS, STAGE_SECONDS
 from monitor.pool import ProcessPool
 from monitor.storage import (
@@ -191,6 +191,8 @@ class Pipeline:
         by default a thread, which is enough for a handful of feeds and articles but uses one core."""
         self.storage, self.fetcher, self.clock, self.extractor = storage, fetcher, clock, extractor
         self._matcher: TopicMatcher | None = None
+        #: the stored topics and aliases it was compiled from (Storage.topics_state)
+        self._matcher_state: tuple[tuple[str | None, ...], ...] = ()
         #: when the topics are next read to see whether the matcher is current (monotonic seconds)
         self._topics_check_at = 0.0
         self._stopping = False
@@ -510,9 +512,11 @@ class Pipeline:
         is looked at every TOPICS_CHECK_SECONDS, and whenever a stream starts)."""
         if self._matcher is not None and time.monotonic() < self._topics_check_at:
             return self._matcher
-        topics, aliases = self.storage.topics(), self.storage.aliases()
-        if self._matcher is None or self._matcher.signature != matcher_signature(topics, aliases):
-            self._matcher = TopicMatcher(topics, aliases)
+        state = self.storage.topics_state()
+        if self._matcher is None or state != self._matcher_state:
+            # a change between reading the state and the topics only makes the next check rebuild again
+            self._matcher = TopicMatcher(self.storage.topics(), self.storage.aliases())
+            self._matcher_state = state
         self._topics_check_at = time.monotonic() + TOPICS_CHECK_SECONDS
         return self._matcher
 

@@ -210,6 +210,51 @@ def test_an_unusable_feed_fails_alone(storage, site, body, problem):
         assert feed.next_poll_at > clock.now and feed.consecutive_errors == 1
 
 
+def test_a_topic_added_while_the_stream_runs_is_matched_and_the_topics_compile_only_when_changed(
+    storage, site, monkeypatch
+):
+    site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})
+    clock = Clock()
+    storage.sync_feeds(
+        [
+            FeedConfig(name="eastwire", url=site.url("/eastwire/feed.xml")),
+            FeedConfig(name="harbourpost", url=site.url("/harbourpost/atom.xml")),
+        ],
+        clock.now,
+    )
+    storage.add_topic("xi-putin", DEMO_QUERY, DEMO_MIN_SCORE, clock.now)
+    monkeypatch.setattr(pipeline_module, "TOPICS_CHECK_SECONDS", 0.0)  # look at every batch
+    compiled = 0
+    original = TopicMatcher.__init__
+
+    def counted(self, *args, **kwargs):
+        nonlocal compiled
+        compiled += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TopicMatcher, "__init__", counted)
+
+    async def two_polls_in_one_stream() -> int:
+        async with Fetcher(LOOPBACK) as fetcher:
+            pipeline = Pipeline(storage, fetcher, clock=clock)
+            report = pipeline_module.RunReport()
+            [eastwire, harbourpost] = sorted(storage.all_feeds_for_poll(), key=lambda f: f.name)
+            async with pipeline.streaming(report) as stream:
+                await pipeline.poll_feeds([eastwire], stream=stream)
+                while report.articles < 5:
+                    await asyncio.sleep(0.05)
+                storage.add_topic("lula", "lula", 0.1, clock.now)  # as `monitor topic add` would
+                await pipeline.poll_feeds([harbourpost], stream=stream)
+                stream.close()
+            return report.articles
+
+    assert asyncio.run(two_polls_in_one_stream()) == 10
+    assert [h.title for h in storage.hits(topic="lula")] == [
+        "Xi and Lula sign soybean, rail and satellite agreements in Brasília"
+    ]
+    assert compiled == 2  # once at the start, once after the topic was added
+
+
 def test_an_article_that_breaks_the_matcher_is_retried_and_the_rest_go_on(storage, site, monkeypatch):
     """A bug cannot be made real on purpose, so this one is injected: the only stand-in in this file."""
     site.put_tree(SITE, replace={PLACEHOLDER: site.base_url.encode()})

@@ -387,3 +387,34 @@ def test_migration_0008_moves_the_outbox_to_deliveries_and_back(storage):
     [back] = storage.outbox()
     assert (back.digest_id, back.channel, back.attempts, back.error) == (failing, "email", 1, "SMTP down")
     assert back.next_attempt_at == NOW + timedelta(minutes=2) and back.payload == "Subject: s\n\nbody"
+
+
+def test_topics_state_changes_with_every_change_to_a_topic_or_an_alias(storage):
+    """The running stream rebuilds its compiled topics when this changes, so no change may go unseen:
+    not even a topic removed and another added in its place between two looks (SQLite gives it the same
+    id, and its version starts again at 1)."""
+    states = [storage.topics_state()]
+
+    def changed() -> bool:
+        states.append(storage.topics_state())
+        return states[-1] != states[-2]
+
+    storage.add_topic("a", "xi", 0.3, NOW)
+    assert changed()
+    assert storage.topics_state() == states[-1]  # nothing changed, nothing differs
+    storage.add_topic("b", "putin", 0.3, NOW)
+    assert changed()
+    for edit in ({"query": "xi AND putin"}, {"min_score": 0.5}, {"languages": ["en"]}, {"sites": ["x.ru"]}):
+        storage.edit_topic("b", NOW, **edit)
+        assert changed(), edit
+    compiled = states[-1]
+    storage.remove_topic("b")
+    assert changed()
+    storage.add_topic("b", "xi AND putin", 0.3, NOW)  # another "b", under the same id on SQLite
+    assert changed() and states[-1] != compiled
+    storage.set_alias("leaders", "xi OR putin", NOW)
+    assert changed()
+    storage.set_alias("leaders", "xi OR putin OR modi", NOW)
+    assert changed()
+    storage.remove_alias("leaders")
+    assert changed()
