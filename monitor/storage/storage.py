@@ -83,23 +83,22 @@ KIND_DIGEST, KIND_ALERT = "digest", "alert"
 DELIVERY_PENDING, DELIVERY_SENT = "pending", "sent"
 
 
-_FEEDS: sa.Table = Feed.__table__  # type: ignore[attr-defined]
 _TOPICS: sa.Table = Topic.__table__  # type: ignore[attr-defined]
 _ALIASES: sa.Table = Alias.__table__  # type: ignore[attr-defined]
 _TOPIC_ROWS = sa.select(*(sa.cast(column, sa.Text) for column in _TOPICS.c))
 _ALIAS_ROWS = sa.select(_ALIASES.c.name, _ALIASES.c.query)
 #: what the poll stage needs of each feed that may be polled, in FeedForPoll's order (intervals in seconds)
 _FOR_POLL = sa.select(
-    _FEEDS.c.id,
-    _FEEDS.c.name,
-    _FEEDS.c.url,
-    _FEEDS.c.etag,
-    _FEEDS.c.last_modified,
-    _FEEDS.c.interval_seconds,
-    _FEEDS.c.consecutive_errors,
-    _FEEDS.c.min_interval_seconds,
-    _FEEDS.c.max_interval_seconds,
-).where(_FEEDS.c.active, _FEEDS.c.disabled_reason.is_(None))
+    FEEDS.c.id,
+    FEEDS.c.name,
+    FEEDS.c.url,
+    FEEDS.c.etag,
+    FEEDS.c.last_modified,
+    FEEDS.c.interval_seconds,
+    FEEDS.c.consecutive_errors,
+    FEEDS.c.min_interval_seconds,
+    FEEDS.c.max_interval_seconds,
+).where(FEEDS.c.active, FEEDS.c.disabled_reason.is_(None))
 
 
 def _feed_for_poll(row: Any) -> FeedForPoll:
@@ -398,9 +397,9 @@ class Storage:
         """Active feeds whose next poll time has come, soonest first (or the one named, due or not)."""
         query = _FOR_POLL
         if name is not None:
-            query = query.where(_FEEDS.c.name == name)
+            query = query.where(FEEDS.c.name == name)
         else:
-            query = query.where(_FEEDS.c.next_poll_at <= now).order_by(_FEEDS.c.next_poll_at)
+            query = query.where(FEEDS.c.next_poll_at <= now).order_by(FEEDS.c.next_poll_at)
         with self._read() as conn:
             feeds = [_feed_for_poll(row) for row in conn.execute(query)]
         if name is not None and not feeds:
@@ -409,7 +408,7 @@ class Storage:
 
     def all_feeds_for_poll(self) -> list[FeedForPoll]:
         with self._read() as conn:
-            rows = conn.execute(_FOR_POLL.order_by(_FEEDS.c.name))
+            rows = conn.execute(_FOR_POLL.order_by(FEEDS.c.name))
             return [_feed_for_poll(row) for row in rows]
 
     def record_polls(self, results: Sequence[PollResult]) -> list[int]:
