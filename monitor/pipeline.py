@@ -399,7 +399,11 @@ class Pipeline:
 
     def settle_batch(self, batch: Sequence[Extracted]) -> list[Settled]:
         """Settle extracted articles in one transaction. If anything in it fails, each is settled again in a
-        transaction of its own, so one bad article fails alone, recorded on it, and the others are stored."""
+        transaction of its own, so one bad article fails alone, recorded on it, and the others are stored.
+        They are settled in the order they were found, not the order their extractions finished: what one
+        article teaches the next (a site's chrome, a story's first copy) does not depend on which worker
+        was quicker."""
+        batch = sorted(batch, key=lambda e: e.item.id)
         matcher = self._current_matcher()
         ready = [e for e in batch if e.failure is None]
         settled = [self._settle_alone(e, matcher) for e in batch if e.failure is not None]

@@ -428,10 +428,12 @@ def test_a_feed_is_not_polled_again_while_its_answer_is_fresh(storage):
     assert status.next_poll_at - clock.now == timedelta(hours=2)  # not after 10 minutes: it would be the same
 
 
-def test_pages_extracted_in_a_process_pool_give_the_same_articles(storage, site, tmp_path):
+def test_pages_extracted_in_a_process_pool_give_the_same_articles(storage, site, tmp_path, monkeypatch):
     """`monitor run` and `monitor poll` extract in processes (one per core); a thread is the default."""
     serve_kremlin(site)
     clock = Clock()
+    # one batch each: which lines are site chrome depends on which articles were settled before
+    monkeypatch.setattr(pipeline_module, "SETTLE_LINGER", 600.0)
     pooled = Storage(make_engine(f"sqlite:///{tmp_path / 'pooled.db'}"))
     upgrade(pooled.engine)
     for db in (storage, pooled):
@@ -515,6 +517,25 @@ def test_articles_extracted_close_together_are_settled_in_one_transaction(storag
     monkeypatch.setattr(Pipeline, "settle_batch", counting)
     assert run(storage, Clock()).articles == 22
     assert sum(sizes) == 22 and len(sizes) < 22  # each waited SETTLE_LINGER for company
+
+
+def test_articles_are_settled_in_the_order_they_were_found_whichever_worker_finished_first(
+    storage, site, monkeypatch
+):
+    """The Kremlin marks cuts in transcripts with a line "<…>"; 7 of these 22 articles have it, spread
+    out. Settled first, as the workers might finish them, those 7 would make it look like site chrome."""
+    serve_kremlin(site)
+    storage.sync_feeds([FeedConfig(name="kremlin", url=site.url("/selection.rss"))], Clock().now)
+    monkeypatch.setattr(pipeline_module, "SETTLE_LINGER", 600.0)  # the 22 in one batch
+    original = Pipeline.settle_batch
+
+    def cuts_finished_first(self, batch):
+        return original(self, sorted(batch, key=lambda e: "\n<…>" not in e.extracted.text))
+
+    monkeypatch.setattr(Pipeline, "settle_batch", cuts_finished_first)
+    assert run(storage, Clock()).articles == 22
+    texts = [a.text for a in storage.archived_by_id(list(range(1, 23)))]
+    assert sum(text.endswith("\n<…>") for text in texts) == 7
 
 
 def test_the_last_articles_in_hand_are_settled_without_waiting_for_company(storage, site, monkeypatch):
