@@ -165,7 +165,7 @@ def test_copies_become_one_story_shown_once_with_its_sources(storage, site, farm
     farm_items = []
     for i, key in enumerate((*FILLERS, TALKS)):  # the farm reposts a few stories inside its chrome
         url = farm.put(f"/{i}.html", page(found[key], "Daily News Hub", chrome=FARM_CHROME), "text/html")
-        farm_items.append((found[key]["title"], url, START))
+        farm_items.append((found[key]["title"], url, START + timedelta(minutes=5)))
     # the farm's feed also links the wire's own page, with its tracking parameters
     farm_items.append((found[TALKS]["title"], f"{talks_url}?utm_source=farm&utm_medium=rss", START))
     farm.put("/feed.xml", rss(farm_items), "application/rss+xml")
