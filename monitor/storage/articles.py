@@ -3,8 +3,10 @@
 An ``ArticleBatch`` works on one connection inside one transaction (``Storage.article_batch``), so the
 lookups of a later article in the batch see what an earlier one wrote (its site's lines, its fingerprint:
 two copies of one story in one batch still find each other), and a batch costs one commit. Every statement
-is a plain Core statement with its rows sent at once (``executemany``): building ORM objects for an
-article's fifty LSH bands and its site's lines cost more than the writes themselves.
+is a plain Core statement with its rows sent at once: building ORM objects for an article's fifty LSH bands
+and its site's lines cost more than the writes themselves. SQLite steps one prepared statement per row
+(``executemany``); PostgreSQL, where psycopg runs ``executemany`` as one statement per row, each bound and
+executed apart, gets the rows as arrays in one statement (``unnest``, ``= ANY``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from monitor.chrome import LineSeen, strip_lines
 from monitor.dedup import Candidate, Fingerprint
@@ -86,6 +89,11 @@ def _many(name: str) -> sa.BindParameter[Any]:
     return sa.bindparam(name, expanding=True)
 
 
+def _array(name: str, of: sa.types.TypeEngine[Any]) -> sa.BindParameter[Any]:
+    """A list bound as one PostgreSQL array: the statement's text stays the same whatever its length."""
+    return sa.bindparam(name, type_=ARRAY(of))
+
+
 # Statements built once, their values bound at each call: building and keying a statement costs SQLAlchemy
 # more than SQLite takes to run most of these.
 _a, _s, _h = ARTICLES.c, STORIES.c, HITS.c
@@ -115,6 +123,43 @@ _NEAR_COPIES = (
     .join_from(BANDS, FINGERPRINTS, _band.article_id == _print.article_id)
     .where(_band.band_key.in_(_many("bands")), _print.article_id != sa.bindparam("exclude"))
 )
+# PostgreSQL: the same with lists bound as arrays, and an article's rows written in one statement each
+_PG_SITE_LINES = sa.select(_line.line_key, _line.articles, _line.site_articles_at_first).where(
+    _line.host == sa.bindparam("host"), _line.line_key == sa.any_(_array("keys", sa.String()))
+)
+_PG_NEAR_COPIES = (
+    sa.select(_print.article_id, _print.story_id, _print.signature, _print.site)
+    .join_from(BANDS, FINGERPRINTS, _band.article_id == _print.article_id)
+    .where(
+        _band.band_key == sa.any_(_array("bands", sa.BigInteger())),
+        _print.article_id != sa.bindparam("exclude"),
+    )
+)
+_PG_BANDS = sa.insert(BANDS).from_select(
+    ["band_key", "article_id"],
+    sa.select(
+        sa.func.unnest(_array("keys", sa.BigInteger())),
+        sa.bindparam("article", type_=sa.Integer),
+    ),
+)
+_PG_NEW_LINES = sa.insert(SITE_LINES).from_select(
+    ["host", "line_key", "articles", "site_articles_at_first", "first_seen_at"],
+    sa.select(
+        sa.bindparam("host", type_=_line.host.type),
+        sa.func.unnest(_array("keys", sa.String())),
+        sa.literal(1),
+        sa.bindparam("before", type_=sa.Integer),
+        sa.bindparam("now", type_=_line.first_seen_at.type),
+    ),
+)
+_PG_COUNT_LINES = (
+    sa.update(SITE_LINES)
+    .where(
+        _line.host == sa.bindparam("site"),
+        _line.line_key == sa.any_(_array("keys", sa.String())),
+    )
+    .values(articles=_line.articles + 1)
+)
 _TEXTS = sa.select(_a.id, _a.title, _a.text).where(_a.id.in_(_many("ids")))
 _ARTICLE = sa.select(
     _a.state, _a.story_id, _a.site, _a.title, _a.author, _a.published_at, _a.discovered_at
@@ -141,6 +186,7 @@ class ArticleBatch:
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
+        self._arrays = conn.dialect.name == "postgresql"
         #: the last site lines read (host, the keys asked for, the site's article count, key → (articles,
         #: the site's count when the line first came)): counting the lines of an article when it is saved
         #: reads them only once
@@ -161,7 +207,8 @@ class ArticleBatch:
             if read_host == host and read_keys.issuperset(keys):
                 return total, {k: known[k] for k in keys if k in known}
         total = self.conn.execute(_SITE_ARTICLES, {"host": host}).scalar() or 0
-        rows = self.conn.execute(_SITE_LINES, {"host": host, "keys": list(keys)})
+        statement = _PG_SITE_LINES if self._arrays else _SITE_LINES
+        rows = self.conn.execute(statement, {"host": host, "keys": list(keys)})
         known = {key: (articles, at_first) for key, articles, at_first in rows}
         self._lines_read = (host, frozenset(keys), total, known)
         return total, known
@@ -177,7 +224,8 @@ class ArticleBatch:
                 return story, []
         if not band_keys:
             return None, []
-        rows = self.conn.execute(_NEAR_COPIES, {"bands": list(band_keys), "exclude": exclude})
+        statement = _PG_NEAR_COPIES if self._arrays else _NEAR_COPIES
+        rows = self.conn.execute(statement, {"bands": list(band_keys), "exclude": exclude})
         found = {i: (story, sig, site) for i, story, sig, site in rows}
         return None, [
             Candidate(article_id=i, story_id=story, signature=sig, site=site)
@@ -303,9 +351,11 @@ class ArticleBatch:
                     "signature": fingerprint.signature,
                 },
             )
-            self.conn.execute(
-                sa.insert(BANDS), [{"band_key": k, "article_id": article_id} for k in fingerprint.band_keys]
-            )
+            if self._arrays:
+                self.conn.execute(_PG_BANDS, {"keys": list(fingerprint.band_keys), "article": article_id})
+            else:
+                rows = [{"band_key": k, "article_id": article_id} for k in fingerprint.band_keys]
+                self.conn.execute(sa.insert(BANDS), rows)
 
     def _count_site_lines(self, host: str, lines: Mapping[str, str], now: datetime) -> list[int]:
         """Count an article's lines for its site; a line that becomes chrome with it is removed from the
@@ -317,7 +367,9 @@ class ArticleBatch:
         else:
             self.conn.execute(sa.insert(SITES), {"host": host, "articles": 1})
         total = before + 1
-        new_rows, counted, became_chrome = [], [], {}
+        new: list[str] = []
+        counted: list[str] = []
+        became_chrome: dict[str, str] = {}
         for key, line in lines.items():
             articles, at_first = known.get(key, (0, before))
             if (
@@ -325,22 +377,23 @@ class ArticleBatch:
                 and LineSeen(articles + 1, total - at_first).is_chrome
             ):
                 became_chrome[key] = line
-            if key in known:
-                counted.append({"site": host, "line": key})
-            else:
-                new_rows.append(
-                    {
-                        "host": host,
-                        "line_key": key,
-                        "articles": 1,
-                        "site_articles_at_first": before,
-                        "first_seen_at": now,
-                    }
-                )
-        if new_rows:
-            self.conn.execute(sa.insert(SITE_LINES), new_rows)
-        if counted:
-            self.conn.execute(_COUNT_LINE, counted)
+            (counted if key in known else new).append(key)
+        if self._arrays:
+            if new:
+                self.conn.execute(_PG_NEW_LINES, {"host": host, "keys": new, "before": before, "now": now})
+            if counted:
+                self.conn.execute(_PG_COUNT_LINES, {"site": host, "keys": counted})
+        else:
+            if new:
+                first_seen = {
+                    "host": host,
+                    "articles": 1,
+                    "site_articles_at_first": before,
+                    "first_seen_at": now,
+                }
+                self.conn.execute(sa.insert(SITE_LINES), [{**first_seen, "line_key": key} for key in new])
+            if counted:
+                self.conn.execute(_COUNT_LINE, [{"site": host, "line": key} for key in counted])
         return self._strip_from_site(host, became_chrome)
 
     def _strip_from_site(self, host: str, chrome: Mapping[str, str]) -> list[int]:
