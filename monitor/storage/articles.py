@@ -98,10 +98,25 @@ def _array(name: str, of: sa.types.TypeEngine[Any]) -> sa.BindParameter[Any]:
 # more than SQLite takes to run most of these.
 _a, _s, _h = ARTICLES.c, STORIES.c, HITS.c
 _site, _line, _band, _print = SITES.c, SITE_LINES.c, BANDS.c, FINGERPRINTS.c
-_SITE_ARTICLES = sa.select(_site.articles).where(_site.host == sa.bindparam("host"))
-_SITE_LINES = sa.select(_line.line_key, _line.articles, _line.site_articles_at_first).where(
-    _line.host == sa.bindparam("host"), _line.line_key.in_(_many("keys"))
-)
+
+
+def _site_lines(keys: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """A site's article count with those of its lines whose keys match: one row of NULL lines when it has
+    none of them, no row when the site is new."""
+    return (
+        sa.select(
+            _site.articles,
+            _line.line_key,
+            _line.articles.label("line_articles"),
+            _line.site_articles_at_first,
+        )
+        .select_from(SITES)
+        .outerjoin(SITE_LINES, sa.and_(_line.host == _site.host, keys))
+        .where(_site.host == sa.bindparam("host"))
+    )
+
+
+_SITE_LINES = _site_lines(_line.line_key.in_(_many("keys")))
 _COUNT_SITE = sa.update(SITES).where(_site.host == sa.bindparam("site")).values(articles=_site.articles + 1)
 _COUNT_LINE = (
     sa.update(SITE_LINES)
@@ -124,9 +139,7 @@ _NEAR_COPIES = (
     .where(_band.band_key.in_(_many("bands")), _print.article_id != sa.bindparam("exclude"))
 )
 # PostgreSQL: the same with lists bound as arrays, and an article's rows written in one statement each
-_PG_SITE_LINES = sa.select(_line.line_key, _line.articles, _line.site_articles_at_first).where(
-    _line.host == sa.bindparam("host"), _line.line_key == sa.any_(_array("keys", sa.String()))
-)
+_PG_SITE_LINES = _site_lines(_line.line_key == sa.any_(_array("keys", sa.String())))
 _PG_NEAR_COPIES = (
     sa.select(_print.article_id, _print.story_id, _print.signature, _print.site)
     .join_from(BANDS, FINGERPRINTS, _band.article_id == _print.article_id)
@@ -206,10 +219,10 @@ class ArticleBatch:
             read_host, read_keys, total, known = self._lines_read
             if read_host == host and read_keys.issuperset(keys):
                 return total, {k: known[k] for k in keys if k in known}
-        total = self.conn.execute(_SITE_ARTICLES, {"host": host}).scalar() or 0
         statement = _PG_SITE_LINES if self._arrays else _SITE_LINES
-        rows = self.conn.execute(statement, {"host": host, "keys": list(keys)})
-        known = {key: (articles, at_first) for key, articles, at_first in rows}
+        rows = self.conn.execute(statement, {"host": host, "keys": list(keys)}).all()
+        total = rows[0].articles if rows else 0
+        known = {key: (articles, at_first) for _, key, articles, at_first in rows if key is not None}
         self._lines_read = (host, frozenset(keys), total, known)
         return total, known
 
