@@ -179,8 +179,13 @@ _ARTICLE = sa.select(
 ).where(_a.id == sa.bindparam("id"))
 #: the other columns are set from the names of the values given
 _SETTLE_ARTICLE = sa.update(ARTICLES).where(_a.id == sa.bindparam("article")).values(attempts=_a.attempts + 1)
-_STORY = sa.select(_s.representative_id, _s.first_published_at).where(_s.id == sa.bindparam("id"))
-_RANKING = sa.select(_a.text_source, _a.published_at, _a.discovered_at).where(_a.id == sa.bindparam("id"))
+#: a story with what ranks its representative (NULLs if that article is gone)
+_STORY = (
+    sa.select(_s.representative_id, _s.first_published_at, _a.text_source, _a.published_at, _a.discovered_at)
+    .select_from(STORIES)
+    .outerjoin(ARTICLES, _a.id == _s.representative_id)
+    .where(_s.id == sa.bindparam("id"))
+)
 _UPDATE_STORY = sa.update(STORIES).where(_s.id == sa.bindparam("story"))
 _HIT_TOPICS = sa.select(_h.topic_id).where(_h.article_id == sa.bindparam("article"))
 _REFRESH_HIT = sa.update(HITS).where(
@@ -339,12 +344,12 @@ class ArticleBatch:
             return int(key[0]), own if listed - own > REPUBLISHED_AFTER else None
         earliest = min(d for d in (story.first_published_at, own) if d is not None)
         values: dict[str, Any] = {"story": story_id, "first_published_at": earliest, "updated_at": now}
-        if story.representative_id != article_id:
-            current = self.conn.execute(_RANKING, {"id": story.representative_id}).one_or_none()
-            if current is None or representative_rank(text_source, listed) < representative_rank(
-                current.text_source, current.published_at or current.discovered_at
-            ):
-                values["representative_id"] = article_id
+        if story.representative_id != article_id and (
+            story.discovered_at is None  # the representative is gone
+            or representative_rank(text_source, listed)
+            < representative_rank(story.text_source, story.published_at or story.discovered_at)
+        ):
+            values["representative_id"] = article_id
         self.conn.execute(_UPDATE_STORY, values)
         return story_id, earliest if listed - earliest > REPUBLISHED_AFTER else None
 
