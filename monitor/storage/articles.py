@@ -100,7 +100,7 @@ _a, _s, _h = ARTICLES.c, STORIES.c, HITS.c
 _site, _line, _band, _print = SITES.c, SITE_LINES.c, BANDS.c, FINGERPRINTS.c
 
 
-def _site_lines(keys: sa.ColumnElement[bool]) -> sa.Select[Any]:
+def _site_with_lines(keys: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """A site's article count with those of its lines whose keys match: one row of NULL lines when it has
     none of them, no row when the site is new."""
     return (
@@ -116,7 +116,7 @@ def _site_lines(keys: sa.ColumnElement[bool]) -> sa.Select[Any]:
     )
 
 
-_SITE_LINES = _site_lines(_line.line_key.in_(_many("keys")))
+_SITE_LINES = _site_with_lines(_line.line_key.in_(_many("keys")))
 _COUNT_SITE = sa.update(SITES).where(_site.host == sa.bindparam("site")).values(articles=_site.articles + 1)
 _COUNT_LINE = (
     sa.update(SITE_LINES)
@@ -139,7 +139,7 @@ _NEAR_COPIES = (
     .where(_band.band_key.in_(_many("bands")), _print.article_id != sa.bindparam("exclude"))
 )
 # PostgreSQL: the same with lists bound as arrays, and an article's rows written in one statement each
-_PG_SITE_LINES = _site_lines(_line.line_key == sa.any_(_array("keys", sa.String())))
+_PG_SITE_LINES = _site_with_lines(_line.line_key == sa.any_(_array("keys", sa.String())))
 _PG_NEAR_COPIES = (
     sa.select(_print.article_id, _print.story_id, _print.signature, _print.site)
     .join_from(BANDS, FINGERPRINTS, _band.article_id == _print.article_id)
